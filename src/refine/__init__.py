@@ -1,0 +1,6 @@
+"""REFINE reproduction: fast-weight models, the REFINE method, training stages, evaluation and reports.
+
+Importing the package registers the DeltaNet and LaCT model classes with transformers' Auto* factories.
+"""
+
+__version__ = "0.1.0"

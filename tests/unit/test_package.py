@@ -1,0 +1,43 @@
+"""The package imports without CUDA and without fla; the CLI lists its commands; `refine env` reports."""
+
+import subprocess
+import sys
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def test_import_does_not_touch_fla_or_cuda():
+    out = run_python(
+        "import sys, refine, refine.cli; "
+        "print(any(m == 'fla' or m.startswith('fla.') for m in sys.modules)); "
+        "import torch; print(torch.cuda.is_initialized())"
+    )
+    assert out.split() == ["False", "False"]
+
+
+def test_import_registers_both_models():
+    out = run_python(
+        "import refine; from transformers import AutoConfig; "
+        "print(AutoConfig.for_model('delta_net').__class__.__module__, AutoConfig.for_model('lact_swiglu').__class__.__module__)"
+    )
+    assert out.split() == ["refine.models.deltanet", "refine.models.lact"]
+
+
+def test_cli_help_lists_command_groups():
+    from refine.cli import COMMAND_GROUPS, build_parser
+
+    help_text = build_parser().format_help()
+    for group in COMMAND_GROUPS:
+        assert group in help_text
+
+
+def test_refine_env_prints_versions_and_status(capsys):
+    from refine.cli import main
+
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    for key in ("torch", "transformers", "flash-linear-attention", "lm-eval", "snakemake", "cuda", "fla kernels"):
+        assert key in out
+    assert "2.13.0" in out

@@ -1,0 +1,133 @@
+# Shared helpers: result paths, the per-stage --cfg JSON, the launcher, target lists. No experiment logic
+# lives here; every rule runs one `refine` command.
+import json
+import os
+
+R = f"results/{config['experiment']}"
+ARCHS = config["archs"]
+LENGTHS = config["lengths"]
+SEED = config["seed"]
+MID_SEEDS = config["mid"]["seeds"]
+LONGBENCH_DIR = config["longbench"]["path"]
+QA_FILES_DIR = config["qa"]["path"]
+
+
+wildcard_constraints:
+    arch="|".join(ARCHS),
+    method="[a-z0-9_]+",
+    task="[a-z0-9_\-]+",
+    length=r"\d+",
+    seed=r"\d+",
+    ttt="none|sft|refine|refine_cosine",
+    family="niah|qa|longbench",
+    model=r"base|mid-[a-z0-9_]+-s\d+|post-[a-z0-9_]+-\d+-[a-z_]+-s\d+",
+
+
+def cfg_json(*sections, **extra):
+    """The config sections a command needs, as one compact JSON object (passed as --cfg)."""
+    merged = {name: config[name] for name in sections}
+    merged.update(extra)
+    return json.dumps(merged, separators=(",", ":"), sort_keys=True)
+
+
+def launcher(wildcards, resources):
+    """`refine` on <= 1 GPU; torchrun with one process per GPU inside a multi-GPU job."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc_per_node={resources.gpu} -m refine.cli"
+    return "refine"
+
+
+def length_label(length):
+    return config["length_labels"][LENGTHS.index(int(length))]
+
+
+def longbench_available():
+    """LongBench runs when its local directory exists (or the hub is configured); else it is left out."""
+    if config["longbench"]["source"] == "hub":
+        return True
+    if LONGBENCH_DIR and os.path.isdir(LONGBENCH_DIR):
+        return True
+    return False
+
+
+if not longbench_available():
+    logger.warning(
+        f"LongBench left out: longbench.path={LONGBENCH_DIR!r} is not a directory "
+        "(Table 5 and the LongBench ablations are NOT RUN; set longbench.path to run them)"
+    )
+
+
+def model_dir(arch, name):
+    return f"{R}/models/{arch}/{name}"
+
+
+def mid_models(seeds=None, methods=("sft", "refine")):
+    return [f"mid-{m}-s{s}" for m in methods for s in (seeds or MID_SEEDS)]
+
+
+def post_models(task, length):
+    return [f"post-{task}-{length}-{m}-s{SEED}" for m in config["post"]["methods"]]
+
+
+def record(arch, model, family, task, length, ttt="none"):
+    return f"{R}/evals/{arch}/{model}/{family}/{task}_{length}_ttt-{ttt}.json"
+
+
+def niah_records(arch, model):
+    return [record(arch, model, "niah", t, n) for t in config["niah"]["tasks"] for n in LENGTHS]
+
+
+def table3_records():
+    models = ["base"] + mid_models([SEED])
+    return [r for a in ARCHS for m in models for r in niah_records(a, m)]
+
+
+def table4_records():
+    out = []
+    for arch in ARCHS:
+        for task in config["qa"]["tasks"]:
+            for n in LENGTHS:
+                for m in ["base"] + mid_models([SEED]) + post_models(task, n):
+                    out.append(record(arch, m, "qa", task, n))
+                nested = f"post-{task}-{n}-nested_refine-s{SEED}"
+                out += [record(arch, nested, "qa", task, n, t) for t in ("sft", "refine")]
+    return out
+
+
+def longbench_records(models_ttt):
+    if not longbench_available():
+        return []
+    n = LENGTHS[-1]
+    return [
+        record(a, m, "longbench", t, n, ttt)
+        for a in ARCHS
+        for m, ttt in models_ttt
+        for t in config["longbench"]["tasks"]
+    ]
+
+
+def table5_records():
+    mid = f"mid-refine-s{SEED}"
+    rows = [("base", "none"), (f"mid-sft-s{SEED}", "none"), (mid, "none"), (mid, "sft"), (mid, "refine")]
+    return longbench_records(rows)
+
+
+def ablation_records():
+    variants = config["ablations"]["mid_methods"]
+    rows = [(f"mid-{v}-s{SEED}", "none") for v in variants]
+    rows += [(f"mid-refine-s{SEED}", t) for t in config["ablations"]["ttt"]]
+    return longbench_records(rows)
+
+
+def all_records():
+    return table3_records() + table4_records() + table5_records()
+
+
+def all_models():
+    out = [model_dir(a, "base") for a in ARCHS]
+    out += [model_dir(a, m) for a in ARCHS for m in mid_models()]
+    for arch in ARCHS:
+        for task in config["qa"]["tasks"]:
+            for n in LENGTHS:
+                out += [model_dir(arch, m) for m in post_models(task, n)]
+    return out
