@@ -12,6 +12,7 @@ rule all:
     default_target: True
     input:
         rules.evaluate.input,
-        rules.tables.input,
-        rules.figures.input,
+        rules.tables.output,
+        rules.figures.output,
         rules.claims.output,
+        rules.report.output,

@@ -13,3 +13,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real evaluation data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests run single-threaded: small kernels are faster so, and runs are reproducible across machines."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -4,3 +4,5 @@ Importing the package registers the DeltaNet and LaCT model classes with transfo
 """
 
 __version__ = "0.1.0"
+
+import refine.models  # noqa: F401  (registers the model classes)

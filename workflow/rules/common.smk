@@ -7,9 +7,13 @@ R = f"results/{config['experiment']}"
 ARCHS = config["archs"]
 LENGTHS = config["lengths"]
 SEED = config["seed"]
-MID_SEEDS = config["mid"]["seeds"]
-LONGBENCH_DIR = config["longbench"]["path"]
-QA_FILES_DIR = config["qa"]["path"]
+MID_SEEDS = config["mid_seeds"]
+LONGBENCH_DIR = config["longbench"]["local_dir"]
+NIAH_TASKS = config["niah"]["tasks"]
+QA_TASKS = config["qa"]["tasks"]
+LONGBENCH_TASKS = config["longbench"]["tasks"]
+POST_METHODS = ["sft", "nested_sft", "nested_refine"]
+FLA_NAMES = {"deltanet": "delta_net", "lact": "lact"}  # model names in ReFINE's RULER-QA file names
 
 
 wildcard_constraints:
@@ -23,18 +27,17 @@ wildcard_constraints:
     model=r"base|mid-[a-z0-9_]+-s\d+|post-[a-z0-9_]+-\d+-[a-z_]+-s\d+",
 
 
-def cfg_json(*sections, **extra):
-    """The config sections a command needs, as one compact JSON object (passed as --cfg)."""
-    merged = {name: config[name] for name in sections}
-    merged.update(extra)
-    return json.dumps(merged, separators=(",", ":"), sort_keys=True)
+def cfg_json(section, **extra):
+    """A config section (plus extra fields) as one compact JSON object: the command's --cfg."""
+    return json.dumps({**config[section], **extra}, separators=(",", ":"), sort_keys=True)
 
 
-def launcher(wildcards, resources):
-    """`refine` on <= 1 GPU; torchrun with one process per GPU inside a multi-GPU job."""
+def launcher(wildcards, threads, resources):
+    """`refine` on <= 1 GPU; torchrun with one process per GPU inside a multi-GPU job (same arguments)."""
+    env = f"REFINE_THREADS={threads}"
     if resources.gpu > 1:
-        return f"torchrun --standalone --nproc_per_node={resources.gpu} -m refine.cli"
-    return "refine"
+        return f"{env} torchrun --standalone --nproc_per_node={resources.gpu} -m refine.cli"
+    return f"{env} refine"
 
 
 def length_label(length):
@@ -66,7 +69,7 @@ def mid_models(seeds=None, methods=("sft", "refine")):
 
 
 def post_models(task, length):
-    return [f"post-{task}-{length}-{m}-s{SEED}" for m in config["post"]["methods"]]
+    return [f"post-{task}-{length}-{m}-s{SEED}" for m in POST_METHODS]
 
 
 def record(arch, model, family, task, length, ttt="none"):
@@ -74,7 +77,7 @@ def record(arch, model, family, task, length, ttt="none"):
 
 
 def niah_records(arch, model):
-    return [record(arch, model, "niah", t, n) for t in config["niah"]["tasks"] for n in LENGTHS]
+    return [record(arch, model, "niah", t, n) for t in NIAH_TASKS for n in LENGTHS]
 
 
 def table3_records():
@@ -85,7 +88,7 @@ def table3_records():
 def table4_records():
     out = []
     for arch in ARCHS:
-        for task in config["qa"]["tasks"]:
+        for task in QA_TASKS:
             for n in LENGTHS:
                 for m in ["base"] + mid_models([SEED]) + post_models(task, n):
                     out.append(record(arch, m, "qa", task, n))
@@ -102,7 +105,7 @@ def longbench_records(models_ttt):
         record(a, m, "longbench", t, n, ttt)
         for a in ARCHS
         for m, ttt in models_ttt
-        for t in config["longbench"]["tasks"]
+        for t in LONGBENCH_TASKS
     ]
 
 
@@ -127,7 +130,22 @@ def all_models():
     out = [model_dir(a, "base") for a in ARCHS]
     out += [model_dir(a, m) for a in ARCHS for m in mid_models()]
     for arch in ARCHS:
-        for task in config["qa"]["tasks"]:
+        for task in QA_TASKS:
             for n in LENGTHS:
                 out += [model_dir(arch, m) for m in post_models(task, n)]
     return out
+
+
+def cells(tasks, lengths=LENGTHS):
+    """Parallel --task / --length / --length-label lists for the cells tasks x lengths (expand's order)."""
+    pairs = [(t, n) for t in tasks for n in lengths]
+    return {
+        "task": " ".join(t for t, _ in pairs),
+        "length": " ".join(str(n) for _, n in pairs),
+        "label": " ".join(length_label(n) for _, n in pairs),
+    }
+
+
+def eval_paths(pattern, tasks, lengths=LENGTHS):
+    """expand() of a per-cell path over tasks x lengths, keeping the rule's own wildcards."""
+    return expand(pattern, task=tasks, length=lengths, allow_missing=True)

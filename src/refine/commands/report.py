@@ -1,0 +1,105 @@
+"""`refine report`: the paper's tables, figures and claim checks from evaluation records and training metrics.
+
+Subcommands share the inputs ``--records DIR`` (an ``evals`` folder of JSON records), ``--metrics DIR`` (a
+``train`` folder of ``metrics.jsonl``; optional), ``--niah-map JSON`` and ``--ablation-family``; each writes
+its files under ``--out DIR`` atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("refine.report")
+
+
+def _inputs(args):
+    from refine.report.records import NIAH_FAMILIES, load_metrics, load_records
+    from refine.report.tables import build_all
+
+    if not Path(args.records).is_dir():
+        raise FileNotFoundError(f"records folder not found: {args.records}")
+    records = load_records(args.records)
+    metrics = load_metrics(args.metrics)
+    niah = json.loads(args.niah_map) if args.niah_map else NIAH_FAMILIES
+    log.info("%d records, %d metric lines", len(records), len(metrics))
+    return build_all(records, niah, args.ablation_family), metrics
+
+
+def _write_tables(tables, out: Path, deltas: bool) -> list[Path]:
+    from refine.report.render import write_table
+
+    paths = [p for t in tables.values() for p in write_table(t, out, deltas)]
+    for t in tables.values():
+        if missing := t.missing():
+            log.info("%s: %d of %d cells n/a", t.spec.name, len(missing), len(t.index) * len(t.columns))
+    return paths
+
+
+def _write_figures(tables, metrics, out: Path) -> list[Path]:
+    from refine.report.figures import summary_effects, write_figures
+    from refine.report.render import atomic_write
+
+    atomic_write(out / "summary_refine_minus_sft.csv", summary_effects(tables).to_csv(index=False))
+    return write_figures(tables, metrics, out)
+
+
+def _write_claims(tables, metrics, out: Path):
+    from refine.report.claims import run_claims, to_markdown
+    from refine.report.render import atomic_write
+
+    claims = run_claims(tables, metrics)
+    atomic_write(out / "claims.csv", claims.to_csv(index=False, float_format="%.4g"))
+    atomic_write(out / "claims.md", to_markdown(claims))
+    log.info("claims: %s", claims["status"].value_counts().to_dict())
+    return claims
+
+
+def tables(args) -> int:
+    _write_tables(_inputs(args)[0], Path(args.out), args.paper_config)
+    return 0
+
+
+def figures(args) -> int:
+    _write_figures(*_inputs(args), Path(args.out))
+    return 0
+
+
+def claims(args) -> int:
+    _write_claims(*_inputs(args), Path(args.out))
+    return 0
+
+
+def build(args) -> int:
+    """Tables, figures and claims under ``out/{tables,figures}`` and ``out``, then report.md / report.html."""
+    from refine.report.render import atomic_write
+    from refine.report.summary import to_html, to_markdown
+
+    out = Path(args.out)
+    built, metrics = _inputs(args)
+    _write_tables(built, out / "tables", args.paper_config)
+    figs = _write_figures(built, metrics, out / "figures")
+    result = _write_claims(built, metrics, out)
+    atomic_write(out / "report.md", to_markdown(built, result, figs, out, args.paper_config))
+    atomic_write(out / "report.html", to_html(built, result, figs, args.paper_config))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    group = subparsers.add_parser("report", help="tables, figures and claim checks from records")
+    sub = group.add_subparsers(dest="report_command", required=True, metavar="<subcommand>")
+    for name, func, help_ in (("tables", tables, "tables 3-7, E.1, E.2, Fig. 5 data (csv/md/tex + vs paper)"),
+                              ("figures", figures, "Fig. 4, E.1, E.3, 5 and the REFINE-SFT summary (png/pdf)"),
+                              ("claims", claims, "spec section 9 claims: PASS/FAIL/NOT RUN (csv/md)"),
+                              ("build", build, "all of the above plus report.md and a self-contained report.html")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--records", required=True, help="folder of evaluation records (results/{exp}/evals)")
+        p.add_argument("--metrics", help="folder of training metrics (results/{exp}/train); optional")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--niah-map", help='JSON {"S": "niah_single_1", "MK": ..., "MQ": ..., "MV": ...} (spec 7.4)')
+        p.add_argument("--ablation-family", default="longbench", choices=["longbench", "qa", "niah", "short"],
+                       help="family averaged in the ablation tables and Fig. 5 (paper: longbench)")
+        if name in ("tables", "build"):
+            p.add_argument("--paper-config", action="store_true",
+                           help="the run used the paper's configuration: add Δ (ours - paper) rows")
+        p.set_defaults(func=func)

@@ -1,0 +1,1 @@
+"""Data layer: tokenizer, synthetic corpus, RULER NIAH / QA, LongBench, batching."""

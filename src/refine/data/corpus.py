@@ -1,0 +1,194 @@
+"""Pre-/mid-training documents: a deterministic synthetic corpus with long-range structure, or the hub.
+
+Synthetic documents (tiny-replica.md, "The default corpus should make long context matter") come in three
+styles, all with entity names from the training half of the nouns (`text.part_of`):
+  * `prose`: templated filler sentences; facts (entity -> multi-token code/name/place/count) stated once
+    and recalled much later (a question with its answer, or a restatement) with other facts between;
+  * `niah`: a RULER NIAH sample (random variant shape) followed by its answer prefix and answers;
+  * `qa`: a RULER-QA prompt (SQuAD- or HotpotQA-like) followed by its answer.
+Document i of seed s depends only on (s, i) and the size. Sizes are in words (`n_words`, for tokenizer
+training) or in
+tokens (`length`: the longest document found within `length` tokens, usually 95-100% of it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from refine.data import niah, qa
+from refine.data.batching import count_tokens
+from refine.data.text import Fact, filler_sentence, filler_text, random_fact
+
+STYLES = ("prose", "niah", "qa")
+FACT_RATE = 0.12  # probability that a prose sentence states a new fact
+PARAGRAPH_RATE = 0.15
+
+
+@dataclass
+class CorpusConfig:
+    """`refine data corpus --cfg` fields. `length` (tokens) needs a tokenizer; otherwise `n_words` is used."""
+
+    num_train: int = 600
+    num_val: int = 16
+    length: int = 2048
+    n_words: int = 1500
+    seed: int = 0
+    val_seed: int = 1
+    style_weights: dict[str, float] = field(default_factory=lambda: {"prose": 0.6, "niah": 0.2, "qa": 0.2})
+    source: str = "synthetic"  # or "hub" (paper config: SlimPajama-6B filtered to >= length tokens)
+    hub_repo: str = "DKYoon/SlimPajama-6B"
+    text_column: str = "text"
+
+
+def _recall(rng: random.Random, fact: Fact) -> str:
+    if rng.random() < 0.5:
+        return f"Question: {fact.question} Answer: {fact.value}."
+    return "Recall that " + fact.statement[0].lower() + fact.statement[1:]
+
+
+def prose_document(rng: random.Random, n_words: int) -> str:
+    """Filler paragraphs with facts recalled at a uniformly drawn later point (>= 10% of the document on)."""
+    paragraphs, sentences, used, pending, keys = [], [], 0, [], set()
+    while used < n_words:
+        if pending and pending[0][0] <= used:
+            sentence = _recall(rng, heapq.heappop(pending)[2])
+        elif rng.random() < FACT_RATE:
+            fact = random_fact(rng, "train")
+            if fact.key in keys:
+                continue
+            keys.add(fact.key)
+            sentence = fact.statement
+            due = used + rng.uniform(0.1 * n_words, max(0.1 * n_words, n_words - used))
+            heapq.heappush(pending, (due, len(keys), fact))
+        else:
+            sentence = filler_sentence(rng)
+        sentences.append(sentence)
+        used += len(sentence.split())
+        if rng.random() < PARAGRAPH_RATE:
+            paragraphs.append(" ".join(sentences))
+            sentences = []
+    paragraphs.append(" ".join(sentences))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def niah_document(rng: random.Random, n_words: int) -> str:
+    """A NIAH sample of random shape (haystack, value type, 1-4 keys/values/queries) plus its answer."""
+    shape = rng.choice([{}, {"num_k": 4}, {"num_v": 4}, {"num_q": 4}])
+    variant = niah.NiahVariant(
+        rng.choice(["noise", "essay", "needle"]),
+        rng.choice(["words", "uuids"]),
+        rng.choice(["numbers", "uuids", "words"]),
+        **shape,
+    )
+    words_per_unit = {"essay": 1, "noise": len(niah.NOISE.split()), "needle": 12}[variant.haystack]
+    units = max(max(variant.num_k, variant.num_q) * variant.num_v, (n_words - 60) // words_per_unit)
+    essay = niah.essay_words(filler_text(rng, units)) if variant.haystack == "essay" else None
+    text, answers, prefix = niah.niah_sample(
+        rng, variant, units, essay, part="train", shuffle_seed=rng.getrandbits(32)
+    )
+    return f"{text} {prefix} {', '.join(answers)}."
+
+
+def qa_document(rng: random.Random, n_words: int) -> str:
+    """A RULER-QA prompt with distractors up to `n_words` words, followed by the answer."""
+    question, answers, docs, distractor = qa.EXAMPLES[rng.choice(qa.QA_TASKS)](rng, "train")
+    used = sum(len(d.split()) for d in docs) + 60
+    while used < n_words:
+        docs.append(distractor())
+        used += len(docs[-1].split()) + 2
+    rng.shuffle(docs)
+    return f"{qa.format_prompt(docs, question)} {answers[0]}"
+
+
+BUILDERS = {"prose": prose_document, "niah": niah_document, "qa": qa_document}
+
+
+def document(
+    seed: int, index: int, n_words: int, style_weights: dict[str, float], redraw: int = 0
+) -> tuple[str, str]:
+    """(style, text) of document `index` for `seed`, about `n_words` words; `redraw` > 0 draws another one."""
+    rng = random.Random(f"corpus:{seed}:{index}" + (f":{redraw}" if redraw else ""))
+    style = rng.choices(list(style_weights), weights=list(style_weights.values()))[0]
+    if style not in BUILDERS:
+        raise ValueError(f"unknown corpus style {style!r}; choose from {STYLES}")
+    return style, BUILDERS[style](rng, n_words)
+
+
+def _fit(seed: int, index: int, length: int, tokenizer, weights: dict[str, float], ratio: float) -> dict:
+    """The longest document found within `length` tokens: resize in words until the tokens land in
+    [95%, 100%] of `length`; redraw (another style/shape) when even the smallest size is too long."""
+    best = None
+    for redraw in range(4):
+        words = int(length / ratio)
+        for _ in range(8):
+            style, text = document(seed, index, words, weights, redraw)
+            n_tokens = count_tokens([text], tokenizer)[0]
+            if n_tokens <= length and (best is None or n_tokens > best["n_tokens"]):
+                best = {
+                    "index": index,
+                    "style": style,
+                    "text": text,
+                    "n_words": len(text.split()),
+                    "n_tokens": n_tokens,
+                }
+            if 0.95 * length <= n_tokens <= length:
+                return best
+            words = int(words * 0.975 * length / n_tokens)
+        if best is not None:
+            return best
+    raise ValueError(f"corpus document {index} (seed {seed}): no size found within {length} tokens")
+
+
+def synthetic_corpus(
+    num_docs: int,
+    seed: int,
+    *,
+    tokenizer=None,
+    length: int = 2048,
+    n_words: int = 1500,
+    style_weights: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Columns `index, style, text, n_words` (+ `n_tokens` with a tokenizer: the longest document found within
+    `length` tokens, usually 95-100% of it)."""
+    weights = style_weights or CorpusConfig().style_weights
+    if tokenizer is None:
+        docs = (document(seed, i, n_words, weights) for i in range(num_docs))
+        return pd.DataFrame(
+            [
+                {"index": i, "style": style, "text": text, "n_words": len(text.split())}
+                for i, (style, text) in enumerate(docs)
+            ]
+        )
+    sample = filler_text(random.Random(0), 2000)  # tokens per word of filler prose: the first size guess
+    ratio = count_tokens([sample], tokenizer)[0] / len(sample.split())
+    return pd.DataFrame([_fit(seed, i, length, tokenizer, weights, ratio) for i in range(num_docs)])
+
+
+def hub_corpus(
+    tokenizer,
+    num_docs: int,
+    min_tokens: int,
+    *,
+    repo: str = "DKYoon/SlimPajama-6B",
+    split: str = "train",
+    text_column: str = "text",
+) -> pd.DataFrame:
+    """Paper configuration (spec 3.2): the first `num_docs` hub documents with >= `min_tokens` tokens
+    (streamed; needs network). Columns `index, text, n_tokens`."""
+    import datasets
+
+    def long_docs() -> Iterator[dict]:
+        for example in datasets.load_dataset(repo, split=split, streaming=True):
+            n = count_tokens([example[text_column]], tokenizer)[0]
+            if n >= min_tokens:
+                yield {"text": example[text_column], "n_tokens": n}
+
+    rows = [dict(index=i, **doc) for i, doc in zip(range(num_docs), long_docs())]
+    if len(rows) < num_docs:
+        raise ValueError(f"{repo}:{split}: only {len(rows)} documents have >= {min_tokens} tokens")
+    return pd.DataFrame(rows)

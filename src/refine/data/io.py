@@ -1,0 +1,78 @@
+"""Table I/O shared by the data modules: checked reads, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (file or directory) that replaces `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_table(rows: pd.DataFrame | Sequence[dict], path: str | Path) -> Path:
+    """Write rows atomically as parquet or jsonl (by suffix); lists stay lists."""
+    path = Path(path)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif path.suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(
+                    json.dumps(_plain(r), ensure_ascii=False) + "\n" for r in frame.to_dict(orient="records")
+                )
+        else:
+            raise ValueError(f"{path}: unsupported table format (use .parquet or .jsonl)")
+    return path
+
+
+def read_table(path: str | Path, columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a parquet/jsonl table; raise naming the file and the missing column, or an empty file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:  # json.loads keeps strings as strings (no dtype guessing)
+            frame = pd.DataFrame([json.loads(line) for line in f if line.strip()])
+    else:
+        raise ValueError(f"{path}: unsupported table format (use .parquet or .jsonl)")
+    if not isinstance(frame.index, pd.RangeIndex):  # a stored pandas index (LongBench's original row ids)
+        frame = frame.rename_axis("source_index").reset_index()
+    if frame.empty:
+        raise ValueError(f"{path}: file has no rows")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def _plain(value):
+    """numpy scalars/arrays (from parquet) -> JSON-serialisable Python values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,199 @@
+"""The paper's figures from training metrics and built tables (matplotlib Agg; PNG + PDF each).
+
+Every figure is always written; a panel without data says so, so workflow outputs stay fixed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .claims import cell
+from .records import ARCH_NAMES, ARCHS
+from .render import atomic
+from .stats import compare
+from .tables import Table
+
+# Okabe-Ito (colour-blind safe)
+COLORS = {"sft": "#E69F00", "refine": "#0072B2", "lact": "#009E73", "deltanet": "#CC79A7", "paper": "#000000"}
+CYCLE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#F0E442"]
+METHOD_NAMES = {"sft": "SFT", "refine": "REFINE"}
+plt.rcParams.update({"font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                     "axes.spines.right": False, "figure.dpi": 150})
+
+
+def save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """``name.png`` and ``name.pdf`` under ``out``, each written to a temporary file and renamed."""
+    paths = [out / f"{name}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        with atomic(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _archs(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["arch"]) if "arch" in frame and len(frame) else set()
+    return [a for a in ARCHS if a in present] + sorted(present - set(ARCHS)) or list(ARCHS)
+
+
+def _empty(ax: plt.Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _band(ax: plt.Axes, runs: pd.DataFrame, column: str, scale: float, color: str, label: str) -> bool:
+    """Mean over seeds vs step with a min/max band; False when ``runs`` has no ``column`` values."""
+    if column not in runs or runs[column].dropna().empty:
+        return False
+    wide = runs.dropna(subset=[column]).pivot_table(index="step", columns="seed", values=column) * scale
+    ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color, alpha=0.2, linewidth=0)
+    n = wide.shape[1]
+    ax.plot(wide.index, wide.mean(axis=1), color=color, marker="o", markersize=3,
+            label=f"{label} (mean, min-max of {n} seed{'s' * (n > 1)})")
+    return True
+
+
+def _mid(metrics: pd.DataFrame, arch: str, split: str) -> pd.DataFrame:
+    if metrics.empty:
+        return metrics
+    return metrics[(metrics["arch"] == arch) & (metrics["stage"] == "mid") & (metrics["split"] == split)]
+
+
+def validation_curves(metrics: pd.DataFrame, column: str, ylabel: str, title: str) -> plt.Figure:
+    """Fig. 4 (``ntp_acc``, shown in %) / Fig. E.1 (``loss``): SFT vs REFINE mid-training, one panel per arch."""
+    archs = _archs(metrics)
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.4), squeeze=False, layout="constrained")
+    for ax, arch in zip(axes[0], archs):
+        val = _mid(metrics, arch, "val")
+        scale = 100.0 if column == "ntp_acc" and len(val) and val[column].max() <= 1 else 1.0
+        drawn = [_band(ax, val[val["method"] == m], column, scale, COLORS[m], METHOD_NAMES[m])
+                 for m in ("sft", "refine")]
+        if any(drawn):
+            ax.legend(fontsize=8)
+        else:
+            _empty(ax, "validation metrics")
+        ax.set(title=ARCH_NAMES.get(arch, arch), xlabel="mid-training step", ylabel=ylabel)
+    fig.suptitle(title)
+    return fig
+
+
+def _variant_label(method: str) -> str:
+    return "k=5, c=8 (default)" if method == "refine" else method.removeprefix("refine_")
+
+
+def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
+    """Fig. E.3: mean and std of the rollout reward per step for every REFINE mid-training variant."""
+    archs = _archs(metrics)
+    fig, axes = plt.subplots(2, len(archs), figsize=(4.2 * len(archs), 5.6), squeeze=False, sharex="col", layout="constrained")
+    for j, arch in enumerate(archs):
+        train = _mid(metrics, arch, "train")
+        methods = sorted(m for m in train["method"].unique() if m.startswith("refine")) if len(train) else []
+        for i, stat in enumerate(("mean", "std")):
+            ax, column = axes[i, j], f"reward_{reward}_{stat}"
+            drawn = [_band(ax, train[train["method"] == m], column, 1.0, CYCLE[k % len(CYCLE)],
+                           _variant_label(m)) for k, m in enumerate(methods)]
+            if any(drawn):
+                ax.legend(fontsize=7)
+            else:
+                _empty(ax, f"{column} records")
+            ax.set(ylabel=f"reward {stat} ({reward}, unitless)", title=ARCH_NAMES.get(arch, arch) if i == 0 else "")
+        axes[1, j].set_xlabel("mid-training step")
+    fig.suptitle(f"Fig. E.3: {reward} reward of REFINE rollouts during mid-training")
+    return fig
+
+
+def ablation_kc(table: Table) -> plt.Figure:
+    """Fig. 5: family average vs rollout length k and chunks c, ours (95% CI) beside the paper's points."""
+    mean, half, paper = table.mean, table.half, table.paper
+    archs = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), layout="constrained")
+    for ax, group, name in zip(axes, ("k", "c"), ("rollout length k (tokens)", "chunks per sequence c")):
+        cols = [c for c in table.columns if c[0] == group]
+        x = [int(c[1].split("=")[1]) for c in cols]
+        ours = False
+        for offset, arch in zip(np.linspace(-0.025, 0.025, len(archs)) * (x[-1] - x[0]), archs):
+            color, label = COLORS.get(arch, "0.3"), ARCH_NAMES.get(arch, arch)
+            y, err, p = (frame.loc[[arch], cols].to_numpy(float).ravel() for frame in (mean, half, paper))
+            if not np.isnan(y).all():
+                ours = True
+                ax.errorbar(np.array(x) + offset, y, yerr=np.nan_to_num(err), color=color, marker="o", capsize=3,
+                            label=f"{label} (ours)")
+            ax.plot(np.array(x)[~np.isnan(p)], p[~np.isnan(p)], color=color, marker="D", markerfacecolor="none",
+                    linestyle=":", label=f"{label} (paper)")
+        if not ours:
+            _empty(ax, "ablation records (paper points only)")
+        ax.set(xlabel=name, xticks=x, ylabel=table.spec.unit, title=f"{group} ablation (mid-training)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
+    fig.suptitle("Fig. 5: rollout length and number of chunks (ours: mean, 95% CI over seeds)")
+    return fig
+
+
+# (label, table, row a, row b, columns): REFINE minus SFT at each stage and evaluation family
+SUMMARY = (
+    ("mid · NIAH", "table3", ("+ REFINE MidTr",), ("+ SFT MidTr",), [(f, "Avg") for f in ("S", "MK", "MQ", "MV")]),
+    ("mid · RULER QA", "table4", ("REFINE", "–", "–"), ("SFT", "–", "–"), [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
+    ("mid · LongBench", "table5", ("REFINE", "–"), ("SFT", "–"), [("LongBench", "Avg")]),
+    ("post · RULER QA (nested)", "table4", ("REFINE", "Nested REFINE", "–"), ("REFINE", "Nested SFT", "–"),
+     [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
+    ("TTT · RULER QA", "table4", ("REFINE", "Nested REFINE", "REFINE"), ("REFINE", "Nested REFINE", "SFT"),
+     [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
+    ("TTT · LongBench", "table5", ("REFINE", "REFINE"), ("REFINE", "SFT"), [("LongBench", "Avg")]),
+)
+
+
+def summary_effects(tables: dict[str, Table]) -> pd.DataFrame:
+    """REFINE minus SFT (points, 95% CI) per arch, stage and family, ours and the paper's."""
+    paper = {name: t.as_paper() for name, t in tables.items()}
+    archs = list(dict.fromkeys(k[0] for t in tables.values() for k in t.index))
+    rows = []
+    for arch in archs:
+        for label, name, a, b, cols in SUMMARY:
+            ours, theirs = (compare(cell(name, (arch, *a), *cols)(src), cell(name, (arch, *b), *cols)(src))
+                            for src in (tables, paper))
+            rows.append({"arch": arch, "comparison": label, "diff": ours.diff if ours else np.nan,
+                         "ci95_half": ours.half if ours else np.nan, "n_seeds": ours.n if ours else 0,
+                         "paper_diff": theirs.diff if theirs else np.nan})
+    return pd.DataFrame(rows)
+
+
+def summary(tables: dict[str, Table]) -> plt.Figure:
+    """REFINE minus SFT per evaluation family and stage: ours (95% CI) and the paper's, one panel per arch."""
+    effects = summary_effects(tables)
+    archs = list(dict.fromkeys(effects["arch"]))
+    labels = [s[0] for s in SUMMARY]
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.6 * len(archs), 3.8), squeeze=False, sharey=True,
+                             layout="constrained")
+    y = np.arange(len(labels))[::-1]
+    for ax, arch in zip(axes[0], archs):
+        e = effects[effects["arch"] == arch].set_index("comparison").loc[labels]
+        ax.axvline(0, color="0.5", linewidth=0.8)
+        ax.errorbar(e["diff"], y + 0.12, xerr=np.nan_to_num(e["ci95_half"].to_numpy(float)), fmt="o",
+                    color=COLORS["refine"], capsize=3, label="ours (mean, 95% CI over seeds)")
+        ax.plot(e["paper_diff"], y - 0.12, "D", markerfacecolor="none", color=COLORS["paper"], label="paper")
+        for yi, d in zip(y, e["diff"]):
+            if np.isnan(d):
+                ax.text(0, yi + 0.12, " not run", va="center", fontsize=7, color="0.4")
+        ax.set(yticks=y, yticklabels=labels, xlabel="REFINE − SFT (score points)", title=ARCH_NAMES.get(arch, arch))
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8)
+    fig.suptitle("REFINE minus SFT by stage and evaluation family")
+    return fig
+
+
+def write_figures(tables: dict[str, Table], metrics: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure (PNG + PDF) under ``out``; returns the paths."""
+    figures = {
+        "fig4_val_ntp_acc": validation_curves(metrics, "ntp_acc", "val sampled-NTP accuracy (%)",
+                                              "Fig. 4: validation next-token accuracy (sampled)"),
+        "figE1_val_loss": validation_curves(metrics, "loss", "val NTP loss (nats/token)", "Fig. E.1: validation loss"),
+        "figE3_reward": reward_curves(metrics),
+        "fig5_k_c": ablation_kc(tables["fig5"]),
+        "summary_refine_minus_sft": summary(tables),
+    }
+    return [p for name, fig in figures.items() for p in save(fig, out, name)]

@@ -1,0 +1,179 @@
+"""Write tables as CSV (tidy), Markdown and LaTeX, each with a companion beside the published numbers."""
+from __future__ import annotations
+
+import html
+import math
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .published import source as paper_source
+from .records import ARCH_NAMES
+from .tables import Table, best_mask
+
+
+@contextmanager
+def atomic(path: Path):
+    """Yield a temporary path beside ``path``; on success it becomes ``path`` (mode 644) by one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _num(x: float, signed: bool = False) -> str:
+    return "n/a" if math.isnan(x) else f"{round(x, 1) + 0.0:+.1f}" if signed else f"{x:.1f}"
+
+
+_BOLD = {"md": "**{}**", "tex": r"\textbf{{{}}}", "html": "<b>{}</b>"}
+
+
+def _cell(mean: float, half: float, bold: bool, style: str, signed: bool = False) -> str:
+    text = _num(mean, signed)
+    if bold:
+        text = _BOLD[style].format(text)
+    if not math.isnan(half) and not math.isnan(mean):
+        text += (r" $\pm$ " if style == "tex" else " ± ") + f"{half:.1f}"
+    return text
+
+
+def _rows(table: Table, companion: bool, deltas: bool, style: str) -> list[list[str]]:
+    """Body rows: row labels (arch shown once per block, row labels once per source group), then cells."""
+    mean, paper = table.mean, table.paper
+    none = np.full(mean.shape, math.nan)
+    sources = [("ours", mean.to_numpy(), table.half.to_numpy(), best_mask(mean, table.spec.best).to_numpy())]
+    if companion:
+        sources.append(("paper", paper.to_numpy(), none, best_mask(paper, table.spec.best).to_numpy()))
+        if deltas:
+            sources.append(("Δ", (mean - paper).to_numpy(), none, np.zeros(mean.shape, bool)))
+    body, last_arch = [], None
+    for i, key in enumerate(table.index):
+        for source, m, h, b in sources:
+            arch = ARCH_NAMES.get(key[0], key[0]) if key[0] != last_arch else ""
+            last_arch = key[0]
+            labels = [arch, *(key[1:] if source == "ours" else [""] * (len(key) - 1))]
+            labels += [source] if companion else []
+            body.append(labels + [_cell(m[i, j], h[i, j], b[i, j], style, source == "Δ")
+                                  for j in range(m.shape[1])])
+    return body
+
+
+def _label_header(table: Table, companion: bool) -> list[str]:
+    return ["Arch", *table.spec.row_names] + (["source"] if companion else [])
+
+
+def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
+    notes = list(table.spec.notes)
+    missing = table.missing()
+    if missing and len(missing) == len(table.index) * len(table.columns):
+        notes.append("All cells n/a: no matching records.")
+    elif missing:
+        by_row: dict[tuple, list[str]] = {}
+        for row, col in missing:
+            by_row.setdefault(row, []).append(table.header(col))
+        notes.append("n/a cells (not run): " + "; ".join(
+            f"{' / '.join([ARCH_NAMES.get(r[0], r[0]), *r[1:]])}: {', '.join(cols)}" for r, cols in by_row.items()))
+    if companion:
+        notes.append(f"Paper: {paper_source(table.spec.name)}")
+        if not deltas:
+            notes.append("No Δ rows: this run is not the paper's configuration, so differences are not comparable.")
+    return notes
+
+
+def to_markdown(table: Table, companion: bool = False, deltas: bool = False) -> str:
+    """Markdown table (± = 95% t-interval half-width over seeds; bold = best per the paper's rule)."""
+    header = _label_header(table, companion) + [table.header(c) for c in table.columns]
+    lines = [f"### {table.spec.title}{' vs paper' if companion else ''}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(table, companion, deltas, "md")]
+    return "\n".join(lines + [""] + [f"* {n}" for n in _notes(table, companion, deltas)]) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "^": r"\^{}",
+        "φ": r"$\varphi$", "≙": r"$\widehat{=}$", "–": "--", "Δ": r"$\Delta$", "±": r"$\pm$"}
+
+
+_REWARD = re.compile(r"R\^(φ|\w+)")  # R^binary, R^φ -> $R^{\mathrm{binary}}$, $R^{\varphi}$
+
+
+def _tex(text: str) -> str:
+    parts = _REWARD.split(text)  # even: plain text, odd: a reward superscript
+    for i, part in enumerate(parts):
+        if i % 2:
+            parts[i] = r"$R^{\varphi}$" if part == "φ" else rf"$R^{{\mathrm{{{part}}}}}$"
+        else:
+            parts[i] = "".join(_TEX.get(ch, ch) for ch in part)
+    return "".join(parts)
+
+
+def to_latex(table: Table, companion: bool = False, deltas: bool = False) -> str:
+    """booktabs tabular with a spanning header per column group."""
+    labels = _label_header(table, companion)
+    groups = list(dict.fromkeys(table.columns.get_level_values(0)))
+    spans, start = [], len(labels) + 1
+    for g in groups:
+        width = sum(1 for c in table.columns if c[0] == g)
+        spans.append((g, start, width))
+        start += width
+    lines = [r"\begin{tabular}{" + "l" * len(labels) + "c" * len(table.columns) + "}", r"\toprule",
+             " & " * (len(labels) - 1) + " & " + " & ".join(
+                 rf"\multicolumn{{{w}}}{{c}}{{{_tex(g)}}}" for g, _, w in spans) + r" \\",
+             "".join(rf"\cmidrule(lr){{{s}-{s + w - 1}}}" for _, s, w in spans),
+             " & ".join([_tex(x) for x in labels] + [_tex(table.headers[c]) for c in table.columns]) + r" \\",
+             r"\midrule"]
+    for i, row in enumerate(_rows(table, companion, deltas, "tex")):
+        if row[0] and i:
+            lines.append(r"\midrule")
+        lines.append(" & ".join([_tex(x) for x in row[:len(labels)]] + row[len(labels):]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: Table, companion: bool = False, deltas: bool = False) -> str:
+    """HTML table with its notes (for the self-contained report)."""
+    header = _label_header(table, companion) + [table.header(c) for c in table.columns]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x) if i < len(header) - len(table.columns) else x}</td>"
+                                    for i, x in enumerate(row)) + "</tr>\n"
+                   for row in _rows(table, companion, deltas, "html"))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(table, companion, deltas))
+    return (f"<h3>{html.escape(table.spec.title)}</h3>\n<table>\n<tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>\n{body}</table>\n<ul>{notes}</ul>\n")
+
+
+def to_csv(table: Table, deltas: bool = False) -> str:
+    """Tidy CSV: one line per cell with mean, interval, seeds, best mark, paper value and Δ."""
+    frames = {"mean": table.mean, "ci95_half": table.half, "n_seeds": table.n,
+              "best": best_mask(table.mean, table.spec.best), "paper": table.paper}
+    tidy = pd.concat({k: f.stack(["group", "column"], future_stack=True) for k, f in frames.items()}, axis=1)
+    tidy["delta"] = tidy["mean"] - tidy["paper"] if deltas else math.nan
+    tidy["header"] = [table.header(key) for key in zip(tidy.index.get_level_values("group"),
+                                                          tidy.index.get_level_values("column"))]
+    return tidy.reset_index().to_csv(index=False, float_format="%.4g")
+
+
+def write_table(table: Table, out: Path, deltas: bool = False) -> list[Path]:
+    """``{name}.csv/.md/.tex`` and ``{name}_paper.md/.tex`` under ``out``; returns the paths."""
+    name = table.spec.name
+    files = {f"{name}.csv": to_csv(table, deltas), f"{name}.md": to_markdown(table),
+             f"{name}.tex": to_latex(table), f"{name}_paper.md": to_markdown(table, True, deltas),
+             f"{name}_paper.tex": to_latex(table, True, deltas)}
+    for filename, text in files.items():
+        atomic_write(out / filename, text)
+    return [out / f for f in files]

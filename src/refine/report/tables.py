@@ -1,0 +1,267 @@
+"""The paper's tables built from evaluation records: one builder, one spec per table.
+
+A table is a set of rows (per architecture) times columns; each has a ``where`` filter on the normalized
+records (``records.normalize``). A cell's value for one seed is the mean score of the records that pass both
+filters. A tuple in a filter means "average over all of these", and a seed counts only if every member is
+present (so Avg columns and family averages never average over a partial set). Cells report the mean over
+seeds and the 95% t-interval half-width.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .published import published
+from .records import ARCHS, LENGTHS, LONGBENCH, NIAH_FAMILIES, SHORT_TASKS
+from .stats import half_width
+
+
+@dataclass(frozen=True)
+class Row:
+    label: tuple[str, ...]
+    where: dict
+
+
+@dataclass(frozen=True)
+class Col:
+    group: str
+    label: str
+    where: dict
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    row_names: tuple[str, ...]
+    rows: tuple[Row, ...]
+    cols: tuple[Col, ...]
+    best: str | None = "column"  # best value marked per column within an arch, per "row", or not at all
+    notes: tuple[str, ...] = ()
+    unit: str = "score (%)"
+
+
+@dataclass
+class Table:
+    """Built table: per-seed values per cell, with frames of means, interval half-widths and seed counts."""
+
+    spec: Spec
+    index: pd.MultiIndex
+    columns: pd.MultiIndex
+    values: dict[tuple, pd.Series]  # (row key, col key) -> score per seed
+    headers: dict[tuple, str]  # col key -> column label shown under its group
+
+    def _frame(self, fn) -> pd.DataFrame:
+        data = [[fn(self.values[(r, c)]) for c in self.columns] for r in self.index]
+        return pd.DataFrame(data, index=self.index, columns=self.columns, dtype=float)
+
+    @cached_property
+    def mean(self) -> pd.DataFrame:
+        return self._frame(lambda v: v.mean() if len(v) else math.nan)
+
+    @cached_property
+    def half(self) -> pd.DataFrame:
+        return self._frame(half_width)
+
+    @cached_property
+    def n(self) -> pd.DataFrame:
+        return self._frame(len)
+
+    def header(self, col: tuple) -> str:
+        """Display name of a column: ``group label`` unless the table has one group or the label names it."""
+        single = self.columns.get_level_values(0).nunique() == 1
+        return self.headers[col] if single or col[1].startswith(col[0]) else f"{col[0]} {self.headers[col]}"
+
+    def cell(self, row: tuple, col: tuple) -> pd.Series:
+        """Per-seed scores of one cell (empty when not run)."""
+        return self.values.get((row, col), pd.Series(dtype=float))
+
+    @cached_property
+    def paper(self) -> pd.DataFrame:
+        """Published numbers aligned to this layout (NaN where the paper has none)."""
+        return published(self.spec.name).reindex(index=self.index, columns=self.columns)
+
+    def as_paper(self) -> Table:
+        """The same layout holding the published numbers (one value per cell), for the same checks."""
+        paper = self.paper.to_numpy()
+        values = {(r, c): pd.Series(paper[i, j:j + 1]).dropna()
+                  for i, r in enumerate(self.index) for j, c in enumerate(self.columns)}
+        return Table(self.spec, self.index, self.columns, values, self.headers)
+
+    def missing(self) -> list[tuple[tuple, tuple]]:
+        """(row key, col key) of every n/a cell, in table order."""
+        return [(r, c) for r in self.index for c in self.columns if not len(self.values[(r, c)])]
+
+
+def _best(values: np.ndarray) -> np.ndarray:
+    """True at the maximum of ``values``, nowhere if all present values are equal (the paper's rule)."""
+    present = values[~np.isnan(values)]
+    if len(np.unique(present)) < 2:
+        return np.zeros(values.shape, bool)
+    return values == present.max()
+
+
+def best_mask(frame: pd.DataFrame, by: str | None) -> pd.DataFrame:
+    """True at the best value per column within each arch (``by="column"``), per row (``"row"``), or nowhere."""
+    values, mask = frame.to_numpy(float), np.zeros(frame.shape, bool)
+    if by == "row":
+        for i in range(len(frame)):
+            mask[i] = _best(values[i])
+    elif by == "column":
+        archs = frame.index.get_level_values(0)
+        for arch in archs.unique():
+            rows = np.flatnonzero(archs == arch)
+            for j in range(frame.shape[1]):
+                mask[rows, j] = _best(values[rows, j])
+    return pd.DataFrame(mask, index=frame.index, columns=frame.columns)
+
+
+def _match(record: dict, where: dict) -> bool:
+    return all(record[k] in v if isinstance(v, (tuple, list)) else record[k] == v for k, v in where.items())
+
+
+def _seed_values(records: list[dict], where: dict) -> pd.Series:
+    """Score per seed of the records passing ``where`` (tuple values: all members required, averaged)."""
+    multi = [k for k, v in where.items() if isinstance(v, (tuple, list))]
+    units: dict[tuple, list[float]] = {}
+    for r in records:
+        if _match(r, where):
+            units.setdefault((r["seed"], *(r[k] for k in multi)), []).append(r["score"])
+    per_seed: dict[int, list[float]] = {}
+    for key, scores in units.items():
+        per_seed.setdefault(key[0], []).append(sum(scores) / len(scores))
+    need = math.prod(len(where[k]) for k in multi)
+    complete = sorted((s, sum(v) / len(v)) for s, v in per_seed.items() if len(v) == need)
+    return pd.Series(np.array([v for _, v in complete], float), index=pd.Index([s for s, _ in complete], dtype=int))
+
+
+def _fmt_length(tokens) -> str:
+    tokens = int(tokens)
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
+def _header(df: pd.DataFrame, col: Col) -> str:
+    """Column label; a length column evaluated at other lengths than its paper label reads ``1K (≙4K)``."""
+    if isinstance(col.where.get("length_label"), str):
+        actual = {_fmt_length(x) for x in df.loc[df["length_label"].eq(col.label), "length"].dropna()}
+        if actual and actual != {col.label}:
+            return f"{'/'.join(sorted(actual))} (≙{col.label})"
+    return col.label
+
+
+def build(records: pd.DataFrame, spec: Spec, archs: tuple[str, ...] | None = None,
+          _rows: list[dict] | None = None) -> Table:
+    """Table ``spec`` from normalized records; rows for ``archs`` (default: the archs present, paper order).
+    ``_rows`` is ``records.to_dict("records")`` when the caller already has it."""
+    present = list(records["arch"].unique()) if len(records) else []
+    archs = archs or tuple([a for a in ARCHS if a in present] + sorted(set(present) - set(ARCHS))) or ARCHS
+    index = pd.MultiIndex.from_tuples([(a, *row.label) for a in archs for row in spec.rows],
+                                      names=["arch", *spec.row_names])
+    columns = pd.MultiIndex.from_tuples([(c.group, c.label) for c in spec.cols], names=["group", "column"])
+    values = {}
+    families = {c.where.get("family") for c in spec.cols}
+    relevant = [r for r in (records.to_dict("records") if _rows is None else _rows) if r["family"] in families]
+    for arch in archs:
+        for row in spec.rows:
+            row_records = [r for r in relevant if _match(r, {"arch": arch, **row.where})]
+            for col in spec.cols:
+                values[((arch, *row.label), (col.group, col.label))] = _seed_values(row_records, col.where)
+    headers = {(c.group, c.label): _header(records, c) for c in spec.cols}
+    return Table(spec, index, columns, values, headers)
+
+
+# ---- specs -------------------------------------------------------------------------------------------------
+
+def _group(group: str, where: dict, key: str, values, labels=None) -> list[Col]:
+    """Columns ``values`` of one group, then its Avg (the same filter over all of them)."""
+    values, labels = tuple(values), tuple(labels or values)
+    return [Col(group, lab, {**where, key: v}) for v, lab in zip(values, labels)] + [
+        Col(group, "Avg", {**where, key: values})]
+
+
+def _mid(method: str | None, ttt: str = "none") -> dict:
+    return {"stage": "base", "ttt": ttt} if method is None else {"stage": "mid", "method": method, "ttt": ttt}
+
+
+def _post(method: str, ttt: str = "none") -> dict:
+    return {"stage": "post", "method": method, "ttt": ttt, "own_task": True}
+
+
+MID_ROWS = (Row(("base",), _mid(None)), Row(("+ SFT MidTr",), _mid("sft")),
+            Row(("+ REFINE MidTr",), _mid("refine")))
+
+
+FAMILY_AVERAGES = {"longbench": "LongBench 12-task average", "qa": "RULER QA average (2 tasks x 3 lengths)",
+                   "niah": "NIAH average (4 families x 3 lengths)", "short": "short-context accuracy average"}
+
+
+def family_units(family: str, niah: dict[str, str] = NIAH_FAMILIES) -> dict:
+    """Filter for a family's paper average: LongBench 12 tasks, QA 2 tasks x 3 lengths, NIAH 4 x 3, short 6."""
+    units = {"longbench": {"task_key": tuple(LONGBENCH.values())},
+             "qa": {"task_key": ("squad", "hotpot"), "length_label": LENGTHS},
+             "niah": {"task": tuple(niah.values()), "length_label": LENGTHS},
+             "short": {"task_key": tuple(SHORT_TASKS.values())}}[family]
+    return {"family": family, **units}
+
+
+def specs(niah: dict[str, str] = NIAH_FAMILIES, ablation_family: str = "longbench") -> dict[str, Spec]:
+    """Every table, keyed like ``published.yaml``. ``niah`` maps Table 3 families to lm-eval tasks;
+    ``ablation_family`` is the average the ablation tables use (the paper: LongBench)."""
+    fam = family_units(ablation_family, niah)
+    unit = f"{FAMILY_AVERAGES[ablation_family]} (%)"
+    fam_note = (f"Cells: {FAMILY_AVERAGES[ablation_family]}, over " + " x ".join(
+        f"{k} ({', '.join(v)})" for k, v in fam.items() if isinstance(v, tuple)) + ".",)
+
+    def abl(group: str, cells: dict[str, dict]) -> tuple[Col, ...]:
+        return tuple(Col(group, label, {**where, **fam}) for label, where in cells.items())
+
+    ref = "REFINE"
+    return {s.name: s for s in (
+        Spec("table3", "Table 3: RULER NIAH after mid-training (string_match_all, %)", ("Model",), MID_ROWS,
+             tuple(c for f, task in niah.items() for c in _group(f, {"family": "niah", "task": task},
+                                                                 "length_label", LENGTHS)),
+             notes=("NIAH families: " + ", ".join(f"{f} = {t}" for f, t in niah.items()) + ".",)),
+        Spec("table4", "Table 4: RULER multi-doc QA (string_match_part, %)", ("MidTr", "PostTr", "TTT"),
+             (Row(("–", "–", "–"), _mid(None)), Row(("SFT", "–", "–"), _mid("sft")),
+              Row((ref, "–", "–"), _mid("refine")), Row((ref, "SFT", "–"), _post("sft")),
+              Row((ref, "Nested SFT", "–"), _post("nested_sft")),
+              Row((ref, "Nested REFINE", "–"), _post("nested_refine")),
+              Row((ref, "Nested REFINE", "SFT"), _post("nested_refine", "sft")),
+              Row((ref, "Nested REFINE", ref), _post("nested_refine", "refine"))),
+             tuple(c for key, name in (("squad", "SQuADQA"), ("hotpot", "HotpotQA"))
+                   for c in _group(name, {"family": "qa", "task_key": key}, "length_label", LENGTHS))),
+        Spec("table5", "Table 5: LongBench (12 tasks, official metrics, %)", ("MidTr", "TTT"),
+             (Row(("–", "–"), _mid(None)), Row(("SFT", "–"), _mid("sft")), Row((ref, "–"), _mid("refine")),
+              Row((ref, "SFT"), _mid("refine", "sft")), Row((ref, ref), _mid("refine", "refine"))),
+             tuple(_group("LongBench", {"family": "longbench"}, "task_key", LONGBENCH.values()))),
+        Spec("table6", "Table 6: reward function in mid-training", (), (Row((), {}),),
+             abl("Reward", {"R^binary": _mid("refine_binary"), "R^φ (cos)": _mid("refine")}),
+             best="row", notes=fam_note, unit=unit),
+        Spec("table7", "Table 7: token selection in mid-training", (), (Row((), {}),),
+             abl("Selection", {"Uniform": _mid("refine_uniform"), "argmax H": _mid("refine_argmax"),
+                               "argmin H": _mid("refine_argmin"), "Entropy-weighted": _mid("refine")}),
+             best="row", notes=fam_note, unit=unit),
+        Spec("tableE2", "Table E.2: reward in test-time training (MidTr = REFINE)", (), (Row((), {}),),
+             abl("TTT", {"none": _mid("refine"), "SFT": _mid("refine", "sft"),
+                         "REFINE R^φ": _mid("refine", "refine_cosine"),
+                         "REFINE R^binary": _mid("refine", "refine")}),
+             best="row", notes=fam_note, unit=unit),
+        Spec("tableE1", "Table E.1: short-context accuracy after mid-training (%)", ("Model",), MID_ROWS,
+             tuple(_group("Accuracy", {"family": "short"}, "task_key", SHORT_TASKS.values())),
+             notes=("Accuracy columns only; perplexity and recall columns are in the paper companion.",)),
+        Spec("fig5", "Fig. 5 data: rollout length k and chunks c in mid-training", (), (Row((), {}),),
+             abl("k", {f"k={k}": _mid("refine" if k == 5 else f"refine_k{k}") for k in (1, 3, 5, 7)})
+             + abl("c", {f"c={c}": _mid("refine" if c == 8 else f"refine_c{c}") for c in (2, 4, 6, 8)}),
+             best=None, notes=fam_note + ("k=5 and c=8 are the default REFINE run.",), unit=unit),
+    )}
+
+
+def build_all(records: pd.DataFrame, niah: dict[str, str] = NIAH_FAMILIES,
+              ablation_family: str = "longbench") -> dict[str, Table]:
+    """Every table of ``specs`` from normalized records."""
+    rows = records.to_dict("records")
+    return {name: build(records, spec, _rows=rows) for name, spec in specs(niah, ablation_family).items()}

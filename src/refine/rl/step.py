@@ -1,0 +1,109 @@
+"""`refine_update`: one REFINE inner-loop call on a batch of sequences (spec 1, 4.1-4.9, 11 "Core step")."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+
+from refine.rl.config import RefineConfig
+from refine.rl.grpo import grpo_advantages
+from refine.rl.loss import ppo_clip_loss, refine_loss
+from refine.rl.rewards import all_rewards
+from refine.rl.rollout import ENGINES, Rollouts, collect_rollouts
+from refine.rl.scan import Scan
+from refine.rl.selection import select_positions
+
+
+def refine_update(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cfg: RefineConfig,
+    optimizer_step: Callable[[torch.Tensor], dict],
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Scan, select, roll out, reward and standardise with the pre-update policy (no grad, eval mode), then one
+    ``optimizer_step(lambda_sft * NTP + lambda_rl * PPO)`` per mini-batch of ``cfg.mini_batch_size`` sequences
+    with their own rollouts, in order, in train mode (spec 4.9: no shuffling, one pass; later mini-batches are
+    slightly off-policy).
+
+    ``mini_batch_size`` counts the sequences of this call (a distributed trainer passes its per-rank share of the
+    code's global value). ``generator`` lives on the model's device; it draws the positions and the rollouts.
+
+    Normalisation: NTP is the token mean over the mini-batch's real tokens and PPO the token mean over its
+    rollout tokens. The code averages per-micro-batch means (spec 4.9); that is the same whenever the
+    sequences of a mini-batch have equal real lengths (mid-training) and PPO is always the same (k tokens each).
+    Returns float metrics (rewards of every kind, advantages, clipping, selected entropy, losses, the means of
+    ``optimizer_step``'s values, throughput).
+    """
+    start_time = time.perf_counter()
+    engine = ENGINES[cfg.rollout]
+    size = cfg.mini_batch_size or input_ids.shape[0]
+    blocks = [slice(first, first + size) for first in range(0, input_ids.shape[0], size)]
+    was_training = model.training
+    model.eval()
+    scans = []
+    for index, block in enumerate(blocks):
+        with torch.set_grad_enabled(engine.fuses_scan and index == 0):
+            scans.append(engine.scan(model, input_ids[block], attention_mask[block], cfg.c))
+    found = Scan.cat(scans)
+    positions = select_positions(
+        found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator
+    )
+    rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator)
+    rewards = all_rewards(rollouts.h_pred, rollouts.h_gt, rollouts.tokens, rollouts.gt_ids)
+    advantages = grpo_advantages(rewards[cfg.reward], rollouts.groups, cfg.adv_eps)
+    metrics = _rollout_metrics(rewards, advantages, found.entropy, rollouts)
+    metrics["rollout_time_s"] = time.perf_counter() - start_time
+
+    model.train()
+    sums = defaultdict(float)
+    for index, block in enumerate(blocks):
+        ids, mask = input_ids[block], attention_mask[block]
+        update_scan = None
+        if (
+            engine.fuses_scan
+        ):  # the update forward of the trunk: the first scan, or a new one after the update
+            update_scan = scans[0] if index == 0 else engine.scan(model, ids, mask, cfg.c)
+        rows = (rollouts.seq_index >= block.start) & (rollouts.seq_index < block.stop)
+        batch = rollouts.select(rows)
+        ntp, logp = engine.forward(
+            model, ids, mask, batch.seq_index - block.start, batch.positions, batch.tokens, cfg.temperature,
+            update_scan,
+        )  # fmt: skip
+        ppo, stats = ppo_clip_loss(
+            logp, batch.old_logp, advantages[rows], cfg.clip_ratio, cfg.dual_clip, cfg.logratio_clamp
+        )
+        loss = refine_loss(ntp, ppo, cfg.lambda_sft, cfg.lambda_rl)
+        stats.update(ntp_loss=ntp.detach(), ppo_loss=ppo.detach(), loss=loss.detach())
+        stats.update(optimizer_step(loss))
+        for name, value in stats.items():
+            sums[name] += float(value)
+    model.train(was_training)
+
+    metrics.update({name: total / len(blocks) for name, total in sums.items()})
+    elapsed = time.perf_counter() - start_time
+    metrics.update(optimizer_steps=float(len(blocks)), time_s=elapsed,
+                   tokens_per_s=float(attention_mask.sum()) / elapsed)  # fmt: skip
+    return metrics
+
+
+def _rollout_metrics(
+    rewards: dict, advantages: torch.Tensor, entropy: torch.Tensor, rollouts: Rollouts
+) -> dict:
+    """Reward mean/std of every kind (spec 4.7), advantage stats and the entropy of the selected predictions."""
+    metrics = {}
+    for kind, values in rewards.items():
+        metrics[f"reward_{kind}_mean"] = float(values.mean())
+        metrics[f"reward_{kind}_std"] = float(values.std()) if values.numel() > 1 else 0.0
+    metrics.update(
+        advantage_mean=float(advantages.mean()),
+        advantage_std=float(advantages.std()) if advantages.numel() > 1 else 0.0,
+        advantage_min=float(advantages.min()),
+        advantage_max=float(advantages.max()),
+        selected_entropy_mean=float(entropy[rollouts.seq_index, rollouts.positions - 1].mean()),
+    )
+    return metrics

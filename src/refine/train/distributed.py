@@ -1,0 +1,82 @@
+"""torchrun support: one code path for 1..N processes (data parallel, gradients averaged like DDP).
+
+Each rank takes a contiguous shard of the global batch (verl's DP_COMPUTE_PROTO, spec 4.9) and the
+gradients are averaged over ranks before clipping, which is what DDP computes. Averaging explicitly,
+instead of wrapping the model in DistributedDataParallel, keeps `model.generate` and the REFINE rollout
+forwards (several forwards per backward) working unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as tdist
+
+
+@dataclass
+class Dist:
+    """This process's place in the job: rank, world size and the device it computes on."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, items: Sequence):
+        """This rank's contiguous slice of a global batch (its length must divide by the world size)."""
+        if len(items) % self.world:
+            raise ValueError(f"global batch of {len(items)} does not split over {self.world} ranks")
+        size = len(items) // self.world
+        return items[self.rank * size : (self.rank + 1) * size]
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Mean of each parameter's gradient over ranks, in one flat all-reduce (missing grads count as 0)."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        tdist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p, g in zip(params, grads):
+            p.grad = flat[offset : offset + g.numel()].view_as(p).clone()
+            offset += g.numel()
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum of a list of floats over ranks (float64, so counts stay exact)."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(
+            values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu"
+        )
+        tdist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            tdist.barrier()
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun job if launched by torchrun (gloo on CPU, nccl on CUDA); else a 1-process Dist."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=int(os.environ.get("RANK", "0")), world=world, device=device)
+
+
+def close_distributed() -> None:
+    if tdist.is_initialized():
+        tdist.destroy_process_group()

@@ -1,0 +1,55 @@
+"""Training metrics: one JSON object per line (docs/design.md) and a tqdm bar, both on rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+class MetricsLog:
+    """Append rows to a JSONL file; on resume, rows after the restored step are dropped (they are redone)."""
+
+    def __init__(self, path: Path | str | None, enabled: bool):
+        self.path = Path(path) if path and enabled else None
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only rows with `step` <= step (a fresh run passes 0 and keeps nothing beyond step 0)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.path.read_text().splitlines() if self.path.exists() else []
+        kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= step] if step else []
+        self.path.write_text("".join(r + "\n" for r in kept))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+
+def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
+    """A tqdm bar shown only on rank 0 and only when stderr is a terminal."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        dynamic_ncols=True,
+        disable=not (enabled and sys.stderr.isatty()),
+    )
+
+
+def postfix(row: dict[str, Any]) -> dict[str, str]:
+    """The bar's short summary: loss, mean reward (the first reward_*_mean present) and tokens/s."""
+    shown = {"loss": row.get("loss")}
+    shown["reward"] = next(
+        (v for k, v in row.items() if k.startswith("reward_") and k.endswith("_mean")), None
+    )
+    shown["tok/s"] = row.get("tokens_per_s")
+    return {k: f"{v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))}

@@ -1,0 +1,138 @@
+"""Atomic outputs: the HF checkpoint of a stage and the resumable training state (exact resume).
+
+The state directory holds `step-{N}/` folders and a `latest` file naming the newest complete one. A
+folder is written under a temporary name and renamed, then `latest` is replaced, so a run killed at any
+moment leaves the previous state intact. Rank 0 writes the model and optimizer (identical on every
+rank); every rank writes its own RNG states, since ranks sample rollouts from different streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from refine.train.distributed import Dist
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path | str) -> Iterator[Path]:
+    """Yield a fresh temporary sibling of `final`; on success it replaces `final` by rename."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        shutil.rmtree(old)
+    tmp.rename(final)
+
+
+def save_checkpoint(model, tokenizer, out: Path | str) -> None:
+    """The stage output: `save_pretrained` of model (safetensors + config) and tokenizer, atomically."""
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every random stream a step can touch: python, numpy, torch (CPU, CUDA) and the named generators."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in generators.items():
+        g.set_state(state["generators"][name])
+
+
+class TrainState:
+    """Save and restore (model, optimizer, scheduler, step, RNG) under `root`; a no-op when root is None."""
+
+    def __init__(self, root: Path | str | None, dist: Dist):
+        self.root = Path(root) if root else None
+        self.dist = dist
+
+    def latest(self) -> Path | None:
+        if self.root is None or not (self.root / "latest").is_file():
+            return None
+        return self.root / (self.root / "latest").read_text().strip()
+
+    def save(
+        self, step: int, model, optimizer, scheduler, generators: dict[str, torch.Generator], **extra
+    ) -> None:
+        """Write `step-{step}` (all ranks), then point `latest` at it and drop older states (rank 0)."""
+        if self.root is None:
+            return
+        tmp = self.root / f".step-{step}.tmp"
+        if self.dist.main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.dist.barrier()
+        torch.save(rng_state(generators), tmp / f"rng-{self.dist.rank}.pt")
+        if self.dist.main:
+            torch.save(
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "world": self.dist.world,
+                    **extra,
+                },
+                tmp / "train.pt",
+            )
+        self.dist.barrier()
+        if self.dist.main:
+            final = self.root / f"step-{step}"
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            pointer = self.root / ".latest.tmp"
+            pointer.write_text(final.name)
+            os.replace(pointer, self.root / "latest")
+            for old in self.root.glob("step-*"):
+                if old != final:
+                    shutil.rmtree(old)
+        self.dist.barrier()
+
+    def load(
+        self, model, optimizer, scheduler, generators: dict[str, torch.Generator]
+    ) -> dict[str, Any] | None:
+        """Restore the newest state in place; returns its `train.pt` dict (step, extras) or None."""
+        path = self.latest()
+        if path is None:
+            return None
+        train = torch.load(path / "train.pt", map_location="cpu", weights_only=False)
+        if train["world"] != self.dist.world:
+            raise ValueError(
+                f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}"
+            )
+        model.load_state_dict(train["model"])
+        optimizer.load_state_dict(train["optimizer"])
+        scheduler.load_state_dict(train["scheduler"])
+        set_rng_state(torch.load(path / f"rng-{self.dist.rank}.pt", weights_only=False), generators)
+        return train

@@ -1,0 +1,156 @@
+"""The update rules every stage is built from: NTP/SFT with accumulation, REFINE, and NTP validation.
+
+A batch is a dict of [B, T] tensors on this rank: `input_ids`, `attention_mask` and, for answer-only
+SFT, `labels` (-100 outside the answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from refine.rl.config import RefineConfig
+from refine.rl.step import refine_update
+from refine.train.optim import OptimizerStep
+
+
+def _rows(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    return {k: v[start:stop] for k, v in batch.items()}
+
+
+def real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    return int(batch["attention_mask"].sum())
+
+
+def sft_update(model, batch: dict[str, torch.Tensor], micro: int, n_steps: int, opt: OptimizerStep) -> dict:
+    """NTP cross-entropy (labels = `labels` or the input ids) in `n_steps` optimizer steps (spec 4.10).
+
+    The rows split into `n_steps` contiguous mini-batches; each accumulates micro-batches of `micro` rows
+    with loss = token-mean CE / #micro-batches, then takes one optimizer step. The official SFT baselines
+    use n_steps = 1; `matched_steps` uses REFINE's number of mini-batches (spec 10.4).
+    """
+    device = next(model.parameters()).device
+    rows = batch["input_ids"].shape[0]
+    if rows % n_steps:
+        raise ValueError(f"{rows} rows do not split into {n_steps} optimizer steps")
+    size = rows // n_steps
+    losses, norms, skipped = [], [], 0.0
+    for start in range(0, rows, size):
+        mini = _rows(batch, start, start + size)
+        n_micro = -(-size // micro)
+        for m in range(0, size, micro):
+            part = {k: v.to(device) for k, v in _rows(mini, m, m + micro).items()}
+            labels = part.get("labels", part["input_ids"])
+            loss = model(part["input_ids"], attention_mask=part["attention_mask"], labels=labels).loss
+            opt.backward(loss / n_micro)
+            losses.append(float(loss.detach()))
+        out = opt.apply()
+        norms.append(out["grad_norm"])
+        skipped += out["skipped"]
+    return {
+        "loss": sum(losses) / len(losses),
+        "grad_norm": sum(norms) / len(norms),
+        "skipped_steps": skipped,
+        "tokens": real_tokens(batch),
+    }
+
+
+def per_rank(cfg: RefineConfig, world: int) -> RefineConfig:
+    """REFINE's mini-batch counts sequences globally (spec 4.9); each rank takes its share."""
+    if cfg.mini_batch_size is None:
+        return cfg
+    if cfg.mini_batch_size % world:
+        raise ValueError(f"refine.mini_batch_size {cfg.mini_batch_size} does not split over {world} ranks")
+    return dataclasses.replace(cfg, mini_batch_size=cfg.mini_batch_size // world)
+
+
+def refine_step(model, batch, cfg: RefineConfig, opt: OptimizerStep, generator: torch.Generator) -> dict:
+    """One REFINE call (spec 4.1-4.9): NTP + GRPO rollouts, one optimizer step per mini-batch."""
+    device = next(model.parameters()).device
+    out = refine_update(
+        model, batch["input_ids"].to(device), batch["attention_mask"].to(device), cfg, opt, generator
+    )
+    return {**out, "tokens": real_tokens(batch)}
+
+
+def inner_update(
+    method: str,
+    model,
+    batch,
+    cfg: RefineConfig,
+    micro: int,
+    matched_steps: bool,
+    opt: OptimizerStep,
+    generator: torch.Generator,
+) -> dict:
+    """The update on plain text (documents or prompts): `sft` = NTP only (spec 4.10), `refine` (spec 4.9).
+
+    `cfg` is this rank's REFINE config (`per_rank`); the SFT baseline takes one step per batch, or one per
+    REFINE mini-batch when `matched_steps` (spec 10.4).
+    """
+    if method == "refine":
+        return refine_step(model, batch, cfg, opt, generator)
+    if method != "sft":
+        raise ValueError(f"unknown inner method {method!r} (sft | refine)")
+    rows = batch["input_ids"].shape[0]
+    n_steps = -(-rows // cfg.mini_batch_size) if matched_steps and cfg.mini_batch_size else 1
+    return sft_update(model, batch, micro, n_steps, opt)
+
+
+def nested_update(
+    method: str,
+    model,
+    batch,
+    cfg: RefineConfig,
+    micro: int,
+    matched_steps: bool,
+    opt: OptimizerStep,
+    generator: torch.Generator,
+) -> dict:
+    """One post-training step (spec 5.2) on `batch["prompt"]` (left-padded prompts) and `batch["answer"]`.
+
+    `nested_refine` / `nested_sft`: the inner update on the prompt (REFINE / NTP only), then one
+    answer-only SFT step with the updated weights (nothing is reverted). `sft`: the answer step alone.
+    Inner metrics get an `inner_` prefix, except the rollout rewards.
+    """
+    if method not in ("sft", "nested_sft", "nested_refine"):
+        raise ValueError(f"unknown post-training method {method!r} (sft | nested_sft | nested_refine)")
+    metrics = {}
+    if method != "sft":
+        inner = inner_update(
+            method.removeprefix("nested_"), model, batch["prompt"], cfg, micro, matched_steps, opt, generator
+        )
+        metrics = {k if k.startswith("reward_") else f"inner_{k}": v for k, v in inner.items()}
+    outer = sft_update(model, batch["answer"], micro, 1, opt)
+    inner_tokens = metrics.pop("inner_tokens", 0)
+    return {**metrics, **outer, "tokens": outer["tokens"] + inner_tokens}
+
+
+@torch.no_grad()
+def ntp_validation(model, batch: dict[str, torch.Tensor], micro: int, generator: torch.Generator) -> dict:
+    """Sums for the NTP loss and sampled-token accuracy of spec 5.1 (eval mode).
+
+    Accuracy: a token drawn from Categorical(softmax(logits)) at T = 1 (not argmax) equals the next token,
+    over non-pad positions, last column excluded. Returns sums so callers can pool batches and ranks.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum = hits = positions = 0.0
+    n_micro = 0
+    for m in range(0, batch["input_ids"].shape[0], micro):
+        ids = batch["input_ids"][m : m + micro].to(device)
+        mask = batch["attention_mask"][m : m + micro].to(device)
+        out = model(ids, attention_mask=mask, labels=ids)
+        probs = torch.softmax(out.logits[:, :-1].float(), dim=-1)
+        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(
+            ids.shape[0], -1
+        )
+        real = mask[:, :-1].bool()
+        hits += float(((drawn == ids[:, 1:]) & real).sum())
+        positions += float(real.sum())
+        loss_sum += float(out.loss)
+        n_micro += 1
+    model.train(was_training)
+    return {"loss_sum": loss_sum, "micro_batches": float(n_micro), "hits": hits, "positions": positions}

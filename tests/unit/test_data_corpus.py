@@ -1,0 +1,50 @@
+"""Synthetic corpus: seeded, sized in words or tokens, facts recalled later, training-half entities only."""
+
+import random
+import re
+
+import pandas as pd
+import pytest
+
+from refine.data.corpus import STYLES, prose_document, synthetic_corpus
+from refine.data.text import entity_nouns, part_of
+from refine.data.tokenizer import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def words_corpus():
+    return synthetic_corpus(30, 0, n_words=1200)
+
+
+def test_deterministic_per_seed(words_corpus):
+    pd.testing.assert_frame_equal(words_corpus, synthetic_corpus(30, 0, n_words=1200))
+    other = synthetic_corpus(30, 1, n_words=1200)
+    assert not set(words_corpus["text"]) & set(other["text"])
+    assert set(words_corpus["style"]) == set(STYLES)
+    assert words_corpus["n_words"].between(1000, 1400).all()
+
+
+def test_token_sized_documents(words_corpus):
+    tok = train_tokenizer(words_corpus["text"], vocab_size=1024)
+    docs = synthetic_corpus(12, 5, tokenizer=tok, length=1024)
+    counts = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in docs["text"]]
+    assert counts == list(docs["n_tokens"]) and max(counts) <= 1024
+    assert sum(counts) / len(counts) >= 0.93 * 1024
+
+
+def test_prose_facts_are_recalled_later():
+    text = prose_document(random.Random(0), 3000)
+    statements = re.findall(
+        r"(?<!Recall that )[Tt]he (\w+ \w+) (?:was founded by|is located in) ([A-Z][\w ]+?)\.", text
+    )
+    recalled = [(key, value) for key, value in statements if text.count(value) >= 2]
+    assert len(recalled) >= 3
+    for key, value in recalled:
+        first, last = text.index(value), text.rindex(value)
+        assert last - first > 0.05 * len(text)  # recalled far from where it was stated
+        assert part_of(key.split()[1]) == "train"
+
+
+def test_entity_halves_are_disjoint():
+    train, evaluation = set(entity_nouns("train")), set(entity_nouns("eval"))
+    assert train and evaluation and not train & evaluation

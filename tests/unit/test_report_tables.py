@@ -1,0 +1,111 @@
+"""Tables from synthetic records: the paper's layout, means and 95% CIs over seeds, best marks, n/a cells."""
+import math
+
+import pandas as pd
+import pytest
+from test_report_synth import paper_frame, paper_records
+
+from refine.report import render
+from refine.report.records import parse_model, records_frame
+from refine.report.stats import compare, half_width, t975
+from refine.report.tables import build, build_all, specs
+
+HALF = t975(2) * 0.5 / math.sqrt(3)  # synthetic noise -0.5, 0, +0.5 over three seeds
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return build_all(paper_frame())
+
+
+def test_layout_is_the_papers(tables):
+    t4 = tables["table4"]
+    assert t4.index.names == ["arch", "MidTr", "PostTr", "TTT"] and len(t4.index) == 16
+    assert list(t4.columns)[:4] == [("SQuADQA", "4K"), ("SQuADQA", "8K"), ("SQuADQA", "16K"), ("SQuADQA", "Avg")]
+    assert t4.index[7] == ("lact", "REFINE", "Nested REFINE", "REFINE")
+    assert [c[1] for c in tables["table5"].columns][-1] == "Avg" and len(tables["table5"].columns) == 13
+    assert list(tables["table3"].columns.get_level_values(0).unique()) == ["S", "MK", "MQ", "MV"]
+    assert t4.header(("SQuADQA", "4K")) == "SQuADQA 1K (≙4K)"
+    paper_lengths = build_all(paper_frame(tables=("table4",), lengths={"4K": 4096, "8K": 8192, "16K": 16384}))
+    assert paper_lengths["table4"].header(("HotpotQA", "16K")) == "HotpotQA 16K"
+
+
+@pytest.mark.parametrize("name", ["table3", "table4", "table5", "tableE1", "table6", "table7", "tableE2"])
+def test_cells_are_the_seed_means_with_t_intervals(tables, name):
+    table = tables[name]
+    mean, paper, half, n = table.mean, table.paper, table.half, table.n
+    cells = [c for c in table.columns if c[1] != "Avg"]
+    # ablation cells that reuse the Table 5 REFINE runs average their rounded cells, not the printed Avg
+    tolerance = 0.05 if name in ("table6", "table7", "tableE2") else 1e-9
+    assert (mean[cells] - paper[cells]).abs().max().max() < tolerance
+    for group in {c[0] for c in table.columns if c[1] == "Avg"}:
+        assert ((mean[(group, "Avg")] - mean[group].drop(columns="Avg").mean(axis=1)).abs() < 1e-9).all()
+    seeded = [k for k in table.index if not (len(k) > 1 and k[1] in ("base", "–"))]
+    assert (n.loc[seeded] == 3).all().all() and (half.loc[seeded] - HALF).abs().max().max() < 1e-9
+    if name in ("table3", "table4"):
+        base = [k for k in table.index if k not in seeded]
+        assert (n.loc[base] == 1).all().all() and half.loc[base].isna().all().all()
+
+
+def test_best_marks_follow_the_paper(tables):
+    md = render.to_markdown(tables["table4"])
+    assert "**45.5** ± " in md and "**8.5** ± " in md  # LaCT TTT REFINE; DeltaNet Nested REFINE Hotpot 16K
+    t6 = render.to_markdown(tables["table6"])
+    assert "**16.9** ±" in t6 and "**16.6**" not in t6  # per row in the ablation tables
+    tex = render.to_latex(tables["table3"])
+    assert r"\textbf{99.0} $\pm$" in tex and r"\multicolumn{4}{c}{MK}" in tex and "$\\widehat{=}$" in tex
+
+
+def test_missing_cells_are_na_and_listed():
+    frame = paper_frame(tables=("table4",))
+    drop = (frame["model"] == "mid-sft-s1") & (frame["task_key"] == "squad") & (frame["length_label"] == "8K")
+    t4 = build(frame[~drop], specs()["table4"])
+    row = ("lact", "SFT", "–", "–")
+    assert t4.n.loc[row, ("SQuADQA", "8K")] == 2  # seeds 0 and 2 remain
+    assert t4.n.loc[row, ("SQuADQA", "Avg")] == 2  # seed 1 lacks a length, so it leaves the Avg
+    t5 = build(frame, specs()["table5"])
+    assert len(t5.missing()) == 10 * 13
+    md = render.to_markdown(t5)
+    assert md.count("| n/a") == 10 * 13 and "All cells n/a" in md
+    only = build(frame[~((frame["model"] == "base") & (frame["task_key"] == "hotpot"))], specs()["table4"])
+    assert [c for r, c in only.missing()] == [("HotpotQA", x) for x in ("4K", "8K", "16K", "Avg")] * 2
+    assert "n/a cells (not run): LaCT / – / – / –: HotpotQA 1K (≙4K)" in render.to_markdown(only)
+
+
+def test_post_models_count_only_on_their_own_task_and_length():
+    rows = paper_records(tables=("table4",))
+    stray = dict(next(r for r in rows if r["model"].startswith("post-squadqa-1024-nested_sft")),
+                 task="hotpotqa", score=99.0)
+    t4 = build(records_frame(rows + [stray]), specs()["table4"])
+    assert t4.mean.loc[("lact", "REFINE", "Nested SFT", "–"), ("HotpotQA", "4K")] == pytest.approx(24.0)
+
+
+def test_companion_and_csv(tables, tmp_path):
+    paths = render.write_table(tables["table5"], tmp_path, deltas=True)
+    assert [p.name for p in paths] == ["table5.csv", "table5.md", "table5.tex", "table5_paper.md", "table5_paper.tex"]
+    md = (tmp_path / "table5_paper.md").read_text()
+    assert "| Δ |" in md and "| paper |" in md
+    assert "| Δ |" not in render.to_markdown(tables["table5"], companion=True, deltas=False)
+    csv = pd.read_csv(tmp_path / "table5.csv")
+    assert len(csv) == 10 * 13 and {"mean", "ci95_half", "n_seeds", "best", "paper", "delta"} <= set(csv.columns)
+    assert csv["delta"].abs().max() < 0.05
+
+
+def test_stats():
+    assert t975(1) == 12.706 and abs(t975(60) - 2.000) < 1e-3 and abs(t975(31) - 2.0395) < 1e-3
+    assert math.isnan(half_width(pd.Series([1.0])))
+    paired = compare(pd.Series([2.0, 3.0, 4.0]), pd.Series([1.0, 2.0, 3.0]))
+    assert paired.diff == 1 and paired.half == 0 and paired.rel == pytest.approx(50)
+    against_base = compare(pd.Series([2.0, 4.0]), pd.Series([1.0]))
+    assert against_base.diff == 2 and against_base.half == pytest.approx(t975(1) * 1)
+    welch = compare(pd.Series([2.0, 4.0], index=[0, 1]), pd.Series([1.0, 2.0], index=[5, 6]))
+    assert welch.diff == 1.5 and welch.half > 0
+    assert compare(pd.Series([1.0]), pd.Series(dtype=float)) is None
+
+
+def test_model_names():
+    assert parse_model("post-squadqa-1024-nested_refine-s2") == {
+        "stage": "post", "post_task": "squadqa", "post_length": "1024", "method": "nested_refine", "seed": 2}
+    assert parse_model("mid-refine_k3-s0")["method"] == "refine_k3"
+    with pytest.raises(ValueError):
+        parse_model("mystery")

@@ -1,0 +1,405 @@
+"""The SLURM profiles, at three levels (docs: README "Running on a SLURM cluster"):
+
+(a) `snakemake -n --workflow-profile workflow/profiles/slurm --configfile config/paper.yaml` parses and every
+    training/evaluation job carries the GPU count and runtime of the profile (needs no SLURM at all);
+(b) the sbatch command snakemake-executor-plugin-slurm 2.8.0 builds from the profile's resources asks for the
+    right GPUs, CPUs, memory and time (internal plugin functions, hence the pinned version);
+(c) `-m slurm`: on a real local SLURM (tests/slurm/start_local_slurm.sh) a 2-"GPU" rule submitted through the
+    executor plugin with the slurm-ci profile starts a torchrun world of 2 (gloo on CPU) and trains one step.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from unittest.mock import MagicMock
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "workflow" / "profiles"
+SLURM_PROFILE = PROFILES / "slurm"
+CI_PROFILE = PROFILES / "slurm-ci"
+PROBE = REPO / "tests" / "slurm" / "ddp_probe.py"
+VENV_BIN = str(Path(sys.executable).parent)
+
+PLUGIN_VERSION = "2.8.0"
+
+# The paper-scale GPU layout the slurm profile must give (spec sections 5-6: 8 GPUs for mid- and
+# post-training, 4 for test-time training, 1 for plain evaluation; no GPU for downloads).
+EXPECTED_GPUS = {
+    "train_mid": 8,
+    "train_post": 8,
+    "ttt_qa": 4,
+    "ttt_longbench": 4,
+    "eval_niah": 1,
+    "eval_qa": 1,
+    "eval_longbench": 1,
+    "base_model": 0,
+}
+GPU_RULES = [r for r, n in EXPECTED_GPUS.items() if n > 0]
+
+
+def load_profile(path: Path) -> dict:
+    return yaml.safe_load((path / "config.yaml").read_text())
+
+
+def runtime_minutes(value) -> int:
+    from snakemake.resources import Resource  # snakemake's own parser ("24h" -> 1440)
+
+    return Resource.parse_human_friendly("runtime", value)
+
+
+def profile_resources(profile: dict, rule: str) -> dict:
+    """What the profile gives `rule`: default-resources overlaid by set-resources (runtime in minutes)."""
+    res = {k: v for k, v in profile.get("default-resources", {}).items() if not k.startswith("slurm_")}
+    res.update(profile.get("set-resources", {}).get(rule, {}))
+    if "runtime" in res:
+        res["runtime"] = runtime_minutes(res["runtime"])
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# profile files themselves
+# --------------------------------------------------------------------------------------------------
+
+
+def test_slurm_profile_layout():
+    prof = load_profile(SLURM_PROFILE)
+    assert prof["executor"] == "slurm"
+    assert prof["rerun-incomplete"] is True
+    assert prof["retries"] >= 1
+    assert prof["jobs"] >= 1
+    defaults = prof["default-resources"]
+    # cpus_per_task here would override every rule's threads (ecosystem notes, gotcha list)
+    assert "cpus_per_task" not in defaults
+    assert "REFINE_SLURM_ACCOUNT" in str(defaults["slurm_account"])
+    assert "REFINE_SLURM_PARTITION" in str(defaults["slurm_partition"])
+    for rule, gpus in EXPECTED_GPUS.items():
+        res = profile_resources(prof, rule)
+        assert res.get("gpu", 0) == gpus, rule
+        assert res["runtime"] > 0, rule
+        # one task per job: torchrun spawns the ranks (plugin >= 2.7.1, issues #316/#459)
+        assert "tasks" not in res and "tasks_per_gpu" not in res, rule
+    assert profile_resources(prof, "train_mid")["runtime"] >= 24 * 60
+
+
+def test_slurm_ci_profile_layout():
+    prof = load_profile(CI_PROFILE)
+    assert prof["executor"] == "slurm"
+    # no slurmdbd on the local cluster: sacct cannot answer and the run would hang
+    assert prof["slurm-status-command"] == "squeue"
+    assert prof["slurm-init-seconds-before-status-checks"] == 2
+    assert prof["default-resources"]["slurm_partition"] == "debug"
+    assert "slurm_account" not in prof["default-resources"]
+    assert "cpus_per_task" not in prof["default-resources"]
+    # the local node has 2 fake GPUs: nothing may ask for more
+    assert all(r.get("gpu", 0) <= 2 for r in prof["set-resources"].values())
+    assert prof["set-resources"]["train_mid"]["gpu"] == 2
+
+
+def test_no_default_profile_overrides_the_cluster_profile():
+    """workflow/profiles/default would override --profile key by key; if present it must stay neutral."""
+    default = PROFILES / "default" / "config.yaml"
+    if not default.exists():
+        return
+    keys = set(yaml.safe_load(default.read_text()) or {})
+    forbidden = {
+        "executor",
+        "jobs",
+        "cores",
+        "default-resources",
+        "set-resources",
+        "resources",
+        "set-threads",
+    }
+    assert not keys & forbidden, f"{default} sets {sorted(keys & forbidden)}"
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) dry run of the paper config through the slurm profile
+# --------------------------------------------------------------------------------------------------
+
+JOB_RE = re.compile(r"^rule (?P<rule>\w+):\n(?P<body>(?:    .*\n)+)", re.MULTILINE)
+
+
+def dry_run_jobs(stdout: str) -> list[tuple[str, dict]]:
+    """(rule, resources) for every job in `snakemake -n` output."""
+    jobs = []
+    for m in JOB_RE.finditer(stdout):
+        res = {}
+        for line in m["body"].splitlines():
+            line = line.strip()
+            if line.startswith("resources:"):
+                for item in line[len("resources:") :].split(", "):
+                    key, _, value = item.strip().partition("=")
+                    res[key] = value
+        jobs.append((m["rule"], res))
+    return jobs
+
+
+def test_paper_dry_run_with_slurm_profile():
+    paper = REPO / "config" / "paper.yaml"
+    assert paper.exists(), "config/paper.yaml is missing"
+    env = {**os.environ, "REFINE_SLURM_ACCOUNT": "acct_test", "REFINE_SLURM_PARTITION": "part_test"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--workflow-profile",
+            str(SLURM_PROFILE),
+            "--configfile",
+            "config/paper.yaml",
+        ],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = dry_run_jobs(proc.stdout)
+    seen = {rule for rule, _ in jobs}
+    assert {"train_mid", "train_post", "eval_niah", "eval_qa"} <= seen, sorted(seen)
+    prof = load_profile(SLURM_PROFILE)
+    for rule, res in jobs:
+        if rule not in EXPECTED_GPUS:
+            continue
+        want = profile_resources(prof, rule)
+        assert int(res.get("gpu", 0)) == EXPECTED_GPUS[rule], (rule, res)
+        assert int(res["runtime"]) == want["runtime"], (rule, res)
+        assert res["slurm_account"] == "acct_test", (rule, res)
+        assert res["slurm_partition"] == "part_test", (rule, res)
+        assert "cpus_per_task" not in res, (rule, res)
+
+
+def test_profile_account_and_partition_unset_give_empty_values(tmp_path):
+    """Unset REFINE_SLURM_* must mean "cluster default" (empty), never the literal '$REFINE_SLURM_...'."""
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent("""\
+        rule train_mid:
+            output: "x"
+            resources: gpu=0
+            shell: "touch {output}"
+        """)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFINE_SLURM_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--workflow-profile", str(SLURM_PROFILE)],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [(_rule, res)] = dry_run_jobs(proc.stdout)
+    assert res["slurm_account"] == "" and res["slurm_partition"] == "", res
+    assert res["gpu"] == "8" and res["runtime"] == str(24 * 60), res
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) the sbatch command the plugin builds
+# --------------------------------------------------------------------------------------------------
+
+
+def test_plugin_version_is_pinned():
+    assert importlib.metadata.version("snakemake-executor-plugin-slurm") == PLUGIN_VERSION, (
+        "tests below call the plugin's internal submit_string/utils functions: re-check them before bumping"
+    )
+
+
+def mock_job(rule: str, resources: dict, threads: int = 1) -> MagicMock:
+    """A job as the plugin sees it (the same MagicMock shape as the plugin's own tests/tests.py)."""
+    res = MagicMock()
+    res.get.side_effect = lambda key, default=None: resources.get(key, default)
+    for key, value in resources.items():
+        setattr(res, key, value)
+    job = MagicMock()
+    job.name = rule
+    job.resources = res
+    job.threads = threads
+    job.wildcards = {}
+    job.is_group.return_value = False
+    job.jobid = 1
+    return job
+
+
+def sbatch_for(rule: str, resources: dict, threads: int = 1) -> str:
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    job = mock_job(rule, resources, threads)
+    params = {
+        "run_uuid": "refine_test",
+        "slurm_logfile": "/tmp/slurm-%j.log",
+        "comment_str": f"rule_{rule}",
+        "account": " -A acct_test",
+        "partition": " -p part_test",
+        "workdir": "/work/dir",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+@pytest.mark.parametrize("rule", GPU_RULES)
+def test_sbatch_for_gpu_rules(rule):
+    res = profile_resources(load_profile(SLURM_PROFILE), rule)
+    call = sbatch_for(rule, res, threads=4)
+    n = EXPECTED_GPUS[rule]
+    assert call.startswith("sbatch --parsable")
+    assert call.endswith(f" --gpus={n}"), call
+    assert f" -t {res['runtime']}" in call
+    assert f" --mem {res['mem_mb']}" in call
+    assert " -A acct_test" in call and " -p part_test" in call
+    assert f"--cpus-per-gpu={res['cpus_per_gpu']}" in call
+    # ONE task: torchrun, not srun, starts the ranks
+    assert "--ntasks" not in call and "--cpus-per-task" not in call, call
+
+
+def test_sbatch_for_cpu_rule():
+    res = profile_resources(load_profile(SLURM_PROFILE), "base_model")
+    call = sbatch_for("base_model", res, threads=2)
+    assert "--gpus" not in call and "--gres" not in call
+    assert "--ntasks=1" in call and "--cpus-per-task=2" in call
+    assert f" -t {res['runtime']}" in call
+
+
+def test_sbatch_gpu_model_and_gres_variants():
+    assert sbatch_for("train_mid", {"gpu": 8, "gpu_model": "a100"}).endswith(" --gpus=a100:8")
+    call = sbatch_for("train_mid", {"gres": "gpu:2"}, threads=2)
+    assert call.endswith(" --gres=gpu:2") and "--ntasks" not in call
+
+
+def test_ci_profile_sbatch_fits_the_local_node():
+    call = sbatch_for("train_mid", profile_resources(load_profile(CI_PROFILE), "train_mid"), threads=2)
+    assert call.endswith(" --gpus=2") and "--cpus-per-gpu=1" in call and " -t 30" in call
+    assert "--ntasks" not in call
+
+
+# --------------------------------------------------------------------------------------------------
+# (c) a real local SLURM: torchrun world of 2 inside one 2-"GPU" job
+# --------------------------------------------------------------------------------------------------
+
+
+def slurm_answers() -> str | None:
+    """None when a local SLURM with an up `debug` partition answers; else the reason to skip."""
+    if not shutil.which("sinfo") or not shutil.which("sbatch"):
+        return "no SLURM client (run tests/slurm/start_local_slurm.sh)"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-p", "debug", "-o", "%a %T %G"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 15 s"
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return f"sinfo does not answer / no debug partition: {proc.stderr.strip()[:200]}"
+    fields = proc.stdout.split()
+    if fields[0] != "up" or not fields[1].startswith(("idle", "mix", "alloc")) or "gpu:2" not in fields[2]:
+        return f"debug partition not usable for this test: {proc.stdout.strip()}"
+    return None
+
+
+PROBE_SNAKEFILE = """\
+# A one-rule workflow shaped like the real train_mid: portable gpu=0 default, the profile raises it,
+# the launcher picks torchrun for gpu > 1 (as workflow/rules/common.smk does).
+
+
+def launcher(wildcards, resources):
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc_per_node={{resources.gpu}}"
+    return "python"
+
+
+rule all:
+    input:
+        "results/ddp.json",
+
+
+rule train_mid:
+    input:
+        script="{probe}",
+    output:
+        "results/ddp.json",
+    log:
+        "results/logs/train_mid.log",
+    resources:
+        gpu=0,
+    params:
+        launcher=launcher,
+    shell:
+        "{{params.launcher}} {{input.script}} {{output}} > {{log}} 2>&1"
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_local_slurm_torchrun_world_of_two(tmp_path):
+    reason = slurm_answers()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "Snakefile").write_text(PROBE_SNAKEFILE.format(probe=PROBE))
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            "timeout",
+            "-s",
+            "KILL",
+            "300",
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--workflow-profile",
+            str(CI_PROFILE),
+        ],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    elapsed = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    log = tmp_path / "results" / "logs" / "train_mid.log"
+    assert proc.returncode == 0, f"rc={proc.returncode} after {elapsed:.0f}s\n{out[-4000:]}\n" + (
+        log.read_text()[-3000:] if log.exists() else ""
+    )
+    print(f"local SLURM torchrun workflow: {elapsed:.1f} s")
+
+    result = json.loads((tmp_path / "results" / "ddp.json").read_text())
+    assert result["world_size"] == 2
+    assert result["max_weight_diff_across_ranks"] == 0.0
+    assert result["max_error_vs_reference_step"] < 1e-6  # gradients were averaged over both ranks
+    assert result["weight_change"] > 1e-4  # a step was taken
+    ranks = result["ranks"]
+    assert [r["RANK"] for r in ranks] == ["0", "1"]
+    assert all(r["WORLD_SIZE"] == "2" for r in ranks)
+    job_ids = {r["SLURM_JOB_ID"] for r in ranks}
+    assert len(job_ids) == 1 and None not in job_ids, ranks  # both ranks in one SLURM job
+    assert all(r["CUDA_VISIBLE_DEVICES"] == "0,1" for r in ranks), ranks  # SLURM gave it both fake GPUs
+
+    # The job SLURM ran asked for 2 GPUs (MinJobAge keeps it visible to scontrol).
+    [job_id] = job_ids
+    show = subprocess.run(
+        ["scontrol", "show", "job", job_id], check=False, capture_output=True, text=True, timeout=15
+    )
+    assert "TresPerJob=gres:gpu:2" in show.stdout, show.stdout
+    assert "CpusPerTres=gres:gpu:1" in show.stdout, show.stdout  # cpus_per_gpu, as in the paper profile
+    assert "Partition=debug" in show.stdout

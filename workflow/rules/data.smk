@@ -1,0 +1,89 @@
+# Data: corpus and tokenizer (tiny default), NIAH / QA / LongBench evaluation files per architecture.
+
+
+def tokenizer_dir(arch):
+    """The tiny default trains one BPE on the corpus; the paper uses each checkpoint's own tokenizer."""
+    return f"{R}/tokenizer" if config["base"]["source"] == "pretrain" else model_dir(arch, "base")
+
+
+rule corpus:
+    input:
+        tokenizer=lambda w: [] if config["corpus"]["source"] == "synthetic" else tokenizer_dir(ARCHS[0]),
+    output:
+        train=f"{R}/corpus/train.parquet",
+        val=f"{R}/corpus/val.parquet",
+    params:
+        cfg=cfg_json("corpus"),
+        tokenizer=lambda w, input: f"--tokenizer {input.tokenizer}" if input.tokenizer else "",
+    log:
+        f"{R}/logs/corpus.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine data corpus --cfg '{params.cfg}' {params.tokenizer} --out {output.train} --val-out {output.val} > {log} 2>&1"
+
+
+rule tokenizer:
+    input:
+        f"{R}/corpus/train.parquet",
+    output:
+        directory(f"{R}/tokenizer"),
+    params:
+        cfg=cfg_json("tokenizer"),
+    log:
+        f"{R}/logs/tokenizer.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine data tokenizer --cfg '{params.cfg}' --corpus {input} --out {output} > {log} 2>&1"
+
+
+rule niah_data:
+    input:
+        lambda w: tokenizer_dir(w.arch),
+    output:
+        expand(f"{R}/data/{{{{arch}}}}/niah/{{task}}_{{length}}.jsonl", task=NIAH_TASKS, length=LENGTHS),
+    params:
+        cfg=cfg_json("niah", lengths=LENGTHS),
+        out=f"{R}/data/{{arch}}/niah",
+    log:
+        f"{R}/logs/niah_data/{{arch}}.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine data niah --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
+
+
+rule qa_data:
+    input:
+        lambda w: tokenizer_dir(w.arch),
+    output:
+        expand(
+            f"{R}/data/{{{{arch}}}}/qa/{{task}}_{{length}}_{{split}}.parquet",
+            task=QA_TASKS,
+            length=LENGTHS,
+            split=["train", "test"],
+        ),
+    params:
+        cfg=lambda w: cfg_json("qa", lengths=LENGTHS, model=FLA_NAMES[w.arch]),
+        out=f"{R}/data/{{arch}}/qa",
+    log:
+        f"{R}/logs/qa_data/{{arch}}.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine data qa --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
+
+
+rule longbench_data:
+    output:
+        expand(f"{R}/data/longbench/{{task}}.parquet", task=LONGBENCH_TASKS),
+    params:
+        cfg=cfg_json("longbench"),
+        out=f"{R}/data/longbench",
+    log:
+        f"{R}/logs/longbench_data.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine data longbench --cfg '{params.cfg}' --out {params.out} > {log} 2>&1"
