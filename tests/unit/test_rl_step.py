@@ -76,3 +76,11 @@ def test_both_engines_make_the_same_update():
         params[rollout + "_reward"] = metrics["reward_cosine_mean"]
     torch.testing.assert_close(params["snapshot"], params["recompute"], atol=1e-5, rtol=1e-4)
     assert params["snapshot_reward"] == pytest.approx(params["recompute_reward"], abs=1e-5)
+
+
+def test_bench_refine_smoke():
+    from refine.rl.bench import bench_refine, format_result
+
+    result = bench_refine("deltanet", seq_len=128, batch_size=1, cfg=RefineConfig(c=2, k=3), repeats=1)
+    assert result["refine_over_sft"] > 0 and result["recompute_over_snapshot"] > 0
+    assert "REFINE/SFT" in format_result(result)

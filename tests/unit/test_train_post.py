@@ -15,7 +15,7 @@ from refine.train.config import PostConfig
 from refine.train.data import read_column
 from refine.train.distributed import Dist
 from refine.train.trainer import BatchPlan, Trainer
-from refine.train.updates import inner_update, sft_update
+from refine.train.updates import TextUpdate, sft_update
 
 POST = {
     "batch_size": 4,
@@ -65,9 +65,7 @@ def test_nested_refine_is_inner_refine_then_answer_sft_in_one_step(toy, tmp_path
     idx = BatchPlan.for_stage(16, cfg, seed=0).indices(0)
     prompts = [read_column(toy["qa"], "prompt")[i] for i in idx]
     answers = [read_column(toy["qa"], "answer")[i] for i in idx]
-    inner_update(
-        "refine", model, encode_prompts(prompts, tok, 96), cfg.refine, 2, False, manual.opt, manual.generator
-    )
+    TextUpdate("refine", cfg.refine)(manual, encode_prompts(prompts, tok, 96))
     sft_update(model, encode_prompt_answer(prompts, answers, tok, 96, 4), 2, 1, manual.opt)
     saved = weights(tmp_path / "out")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)

@@ -83,3 +83,32 @@ def test_mid_sft_and_refine_lower_the_validation_loss(toy, tmp_path):
     assert taken == {"sft": 2, "sft-matched": 4, "refine": 4}
     refine_train = [r for r in rows(tmp_path / "refine.jsonl") if r["split"] == "train"]
     assert {"reward_cosine_mean", "ppo_loss", "ntp_loss", "optimizer_steps"} <= set(refine_train[0])
+
+
+def test_lact_pretrains_and_mid_trains_with_refine(toy, tmp_path):
+    """The same stages on the other architecture: a tiny LaCT from scratch, then a REFINE mid-training step."""
+    cfg = PretrainConfig.from_dict(
+        {
+            "batch_size": 4,
+            "max_length": 64,
+            "steps": 4,
+            "threads": 1,
+            "optim": {"lr": 5e-3},
+            "model": {"hidden_size": 32},
+        }
+    )
+    stages.pretrain(cfg, arch="lact", tokenizer=toy["tokenizer"], data=toy["corpus"], out=tmp_path / "base")
+    trainer = stages.mid(
+        MidConfig.from_dict({**MID, "steps": 1}),
+        method="refine",
+        base=tmp_path / "base",
+        data=toy["corpus"],
+        val_data=toy["val"],
+        out=tmp_path / "mid",
+        metrics=tmp_path / "m.jsonl",
+    )
+    assert (
+        trainer.opt.taken == 2
+        and stages.load_pretrained(tmp_path / "mid")[0].config.model_type == "lact_swiglu"
+    )
+    assert [r["split"] for r in rows(tmp_path / "m.jsonl")] == ["val", "train"]

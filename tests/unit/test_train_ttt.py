@@ -17,6 +17,7 @@ from refine.train.config import TTTConfig
 from refine.train.data import read_column
 from refine.train.distributed import Dist
 from refine.train.trainer import Trainer
+from refine.train.updates import TextUpdate
 
 TTT = {"threads": 1, "optim": {"lr": 1e-2}, "generation": {"max_prompt_length": 160, "max_new_tokens": 4}}
 
@@ -48,7 +49,7 @@ def _adapted(paths, reset, batches):
     cfg = TTTConfig.from_dict({**TTT, "reset": reset})
     model, _ = stages.load_pretrained(paths["base"])
     trainer = Trainer(model, cfg, Dist(), seed=0, total_steps=len(batches))
-    hook = stages.TestTimeTraining(trainer, "sft", cfg)
+    hook = stages.TestTimeTraining(trainer, TextUpdate("sft", cfg.refine), cfg.reset)
     for batch in batches:
         hook(batch)
     state = trainer.optimizer.state[next(model.parameters())]

@@ -140,3 +140,18 @@ def test_metrics_log_drops_rows_after_the_resumed_step(tmp_path):
     log.truncate_after(2)
     assert [line.count('"step": 3') for line in (tmp_path / "m.jsonl").read_text().splitlines()] == [0, 0, 0]
     assert MetricsLog(tmp_path / "x.jsonl", enabled=False).path is None
+
+
+def test_ablation_method_names_set_the_refine_variant():
+    from refine.train.stages import resolve_method
+
+    base = MidConfig().refine
+    assert resolve_method("sft", base) == ("sft", base) and resolve_method("refine", base) == ("refine", base)
+    method, cfg = resolve_method("refine_uniform_k3", base)
+    assert (method, cfg.sampling, cfg.k, cfg.reward) == ("refine", "uniform", 3, "cosine")
+    assert resolve_method("refine_binary", base)[1].reward == "binary"
+    assert resolve_method("refine_c4", base)[1].c == 4
+    with pytest.raises(ValueError, match="unknown variant 'fast'"):
+        resolve_method("refine_fast", base)
+    with pytest.raises(ValueError, match="--method must be"):
+        resolve_method("nested_refine", base)

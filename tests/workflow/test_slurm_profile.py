@@ -43,6 +43,7 @@ EXPECTED_GPUS = {
     "ttt_longbench": 4,
     "eval_niah": 1,
     "eval_qa": 1,
+    "eval_qa_post": 1,
     "eval_longbench": 1,
     "base_model": 0,
 }
@@ -147,9 +148,23 @@ def dry_run_jobs(stdout: str) -> list[tuple[str, dict]]:
     return jobs
 
 
-def test_paper_dry_run_with_slurm_profile():
+def longbench_override() -> list[str]:
+    """--config pointing LongBench at ../shared/data/longbench (so its rules join the DAG); [] if absent."""
+    shared = REPO.parent / "shared" / "data" / "longbench"
+    section = (yaml.safe_load((REPO / "config" / "paper.yaml").read_text()) or {}).get("longbench") or {}
+    key = next((k for k in ("local_dir", "path") if k in section), None)
+    if not shared.is_dir() or key is None:
+        return []
+    return ["--config", f"longbench={json.dumps({key: str(shared)})}"]
+
+
+@pytest.mark.parametrize("with_longbench", [False, True], ids=["paper", "paper+longbench"])
+def test_paper_dry_run_with_slurm_profile(with_longbench):
     paper = REPO / "config" / "paper.yaml"
     assert paper.exists(), "config/paper.yaml is missing"
+    extra = longbench_override() if with_longbench else []
+    if with_longbench and not extra:
+        pytest.skip("../shared/data/longbench not found: LongBench rules stay out of the DAG")
     env = {**os.environ, "REFINE_SLURM_ACCOUNT": "acct_test", "REFINE_SLURM_PARTITION": "part_test"}
     proc = subprocess.run(
         [
@@ -161,6 +176,7 @@ def test_paper_dry_run_with_slurm_profile():
             str(SLURM_PROFILE),
             "--configfile",
             "config/paper.yaml",
+            *extra,
         ],
         cwd=REPO,
         check=False,
@@ -172,8 +188,16 @@ def test_paper_dry_run_with_slurm_profile():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = dry_run_jobs(proc.stdout)
     seen = {rule for rule, _ in jobs}
-    assert {"train_mid", "train_post", "eval_niah", "eval_qa"} <= seen, sorted(seen)
+    must = {"train_mid", "train_post", "eval_niah", "eval_qa", "ttt_qa", "base_model"}
+    if with_longbench:
+        must |= {"eval_longbench", "ttt_longbench"}
+    assert must <= seen, sorted(must - seen)
     prof = load_profile(SLURM_PROFILE)
+    # a new training/evaluation rule must get its GPUs from the profile, not run on a CPU node by default
+    compute = {r for r in seen if r.startswith(("train_", "eval_", "ttt_"))}
+    assert compute <= set(prof["set-resources"]), (
+        f"not in the slurm profile: {sorted(compute - set(prof['set-resources']))}"
+    )
     for rule, res in jobs:
         if rule not in EXPECTED_GPUS:
             continue

@@ -1,5 +1,15 @@
 # Tables, figures, claim checks and the HTML report: pure functions of evals/ and train/ (seconds to rerun).
 
+
+localrules:
+    tables,
+    figures,
+    claims,
+    report,
+    ablation_report,
+    ablations,
+
+
 TABLES = ["table3", "table4", "table5", "table6", "table7", "tableE1", "tableE2", "fig5"]
 FIGURES = ["fig4_val_ntp_acc", "figE1_val_loss", "figE3_reward", "fig5_k_c", "summary_refine_minus_sft"]
 REPORT_ARGS = (

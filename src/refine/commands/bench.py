@@ -154,7 +154,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--archs", nargs="+", default=list(DECODE_MODELS), choices=list(DECODE_MODELS))
     r.add_argument("--length", type=int, default=2048)
     r.add_argument("--batch", type=int, default=2)
-    r.add_argument("--repeats", type=int, default=3, help="median of this many runs (after one warm-up)")
+    r.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs (after a warm-up)")
     r.add_argument("--cfg", help="RefineConfig fields: a JSON object or a YAML/JSON file")
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     r.add_argument("--json", help="also write the numbers to this JSON file")

@@ -116,11 +116,12 @@ def run_qa(args) -> int:
     out = Path(args.out)
     for task in cfg.tasks:
         for length in cfg.lengths:
-            if cfg.source == "local":  # ReFINE's test files for `model` (validated, then copied)
-                src = ruler_qa_file(cfg.local_dir, task, cfg.model, length)
-                load_ruler_qa(src)
-                with atomic_path(out / f"{task}_{length}_test.parquet") as tmp:
-                    shutil.copyfile(src, tmp)
+            if cfg.source == "local":  # ReFINE's files for `model` (validated, then copied)
+                for split, name in (("train", f"{cfg.train_samples}_train"), ("test", f"{cfg.test_samples}_test")):
+                    src = ruler_qa_file(cfg.local_dir, task, cfg.model, length, name)
+                    load_ruler_qa(src)
+                    with atomic_path(out / f"{task}_{length}_{split}.parquet") as tmp:
+                        shutil.copyfile(src, tmp)
                 continue
             for split, n in (("train", cfg.train_samples), ("test", cfg.test_samples)):
                 frame = generate_qa(
@@ -147,6 +148,8 @@ def run_longbench(args) -> int:
     else:
         tokenizer = _tokenizer(args)
         frames = {t: load_hub_task(t, tokenizer, cfg.max_length, cfg.hub_repo) for t in cfg.tasks}
+    if cfg.max_examples:
+        frames = {task: frame.iloc[: cfg.max_examples] for task, frame in frames.items()}
     out = Path(args.out)
     for task, frame in frames.items():
         write_table(frame, out / f"{task}.parquet")
@@ -156,12 +159,25 @@ def run_longbench(args) -> int:
     return 0
 
 
+def run_checkpoint(args) -> int:
+    """Download a hub checkpoint (weights, config, tokenizer) into --out; the paper config's base models."""
+    from huggingface_hub import snapshot_download
+
+    from refine.data.io import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        snapshot_download(repo_id=args.repo, local_dir=tmp)
+    log.info("checkpoint %s -> %s", args.repo, args.out)
+    return 0
+
+
 COMMANDS = {
     "tokenizer": (run_tokenizer, "train the byte-level BPE on corpus files -> a tokenizer directory"),
     "corpus": (run_corpus, "synthetic (or hub) training and validation documents -> parquet/jsonl"),
     "niah": (run_niah, "RULER NIAH jsonl files, one per task and length"),
     "qa": (run_qa, "RULER-QA parquet files (synthetic train/test, or ReFINE's local test files)"),
     "longbench": (run_longbench, "validate/copy ReFINE's LongBench files (or build them from the hub)"),
+    "checkpoint": (run_checkpoint, "download a hub checkpoint (paper config) into a directory"),
 }
 
 
@@ -173,7 +189,9 @@ def add_parser(subparsers) -> None:
         p = whats.add_parser(name, help=help_text)
         p.add_argument("--cfg", default=None, help="JSON object or YAML/JSON file with this section's fields")
         p.add_argument("--out", required=True, help="output file (corpus) or directory")
-        if name == "tokenizer":
+        if name == "checkpoint":
+            p.add_argument("--repo", required=True, help="hub id, e.g. fla-hub/delta_net-1.3B-100B")
+        elif name == "tokenizer":
             p.add_argument(
                 "--corpus", nargs="+", required=True, help="parquet/jsonl files with a text column"
             )

@@ -120,6 +120,7 @@ class LongBenchConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     max_length: int = 16384
     hub_repo: str = "THUDM/LongBench"
+    max_examples: int | None = None  # keep the first N rows per task (CPU budgets); None = all
 
 
 def evaluated_count(rows: int, batch_size: int = BATCH_SIZE) -> int:

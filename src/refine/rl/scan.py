@@ -23,7 +23,8 @@ class Scan:
 
     @staticmethod
     def cat(scans: list[Scan]) -> Scan:
-        """The scans of consecutive row blocks as one (same length and checkpoints); ``ntp`` is the first's."""
+        """The scans of consecutive row blocks as one, for the rollouts (same length and checkpoint positions);
+        ``ntp`` is the first block's."""
         first = scans[0]
         return Scan(
             entropy=torch.cat([s.entropy for s in scans]),

@@ -25,10 +25,11 @@ def refine_update(
     optimizer_step: Callable[[torch.Tensor], dict],
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """Scan, select, roll out, reward and standardise with the pre-update policy (no grad, eval mode), then one
+    """Scan, select, roll out, reward and standardise with the pre-update policy (eval mode), then one
     ``optimizer_step(lambda_sft * NTP + lambda_rl * PPO)`` per mini-batch of ``cfg.mini_batch_size`` sequences
     with their own rollouts, in order, in train mode (spec 4.9: no shuffling, one pass; later mini-batches are
-    slightly off-policy).
+    slightly off-policy). The snapshot engine scans the first mini-batch with gradient and reuses that pass as
+    its update forward (``SnapshotEngine.fuses_scan``); everything else before the updates runs without.
 
     ``mini_batch_size`` counts the sequences of this call (a distributed trainer passes its per-rank share of the
     code's global value). ``generator`` lives on the model's device; it draws the positions and the rollouts.
@@ -49,7 +50,8 @@ def refine_update(
     for index, block in enumerate(blocks):
         with torch.set_grad_enabled(engine.fuses_scan and index == 0):
             scans.append(engine.scan(model, input_ids[block], attention_mask[block], cfg.c))
-    found = Scan.cat(scans)
+    with torch.no_grad():
+        found = Scan.cat(scans)  # for the rollouts: no graph
     positions = select_positions(
         found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator
     )
@@ -63,10 +65,9 @@ def refine_update(
     sums = defaultdict(float)
     for index, block in enumerate(blocks):
         ids, mask = input_ids[block], attention_mask[block]
+        # the trunk's update forward (snapshot engine): the first scan, or a new scan after the last update
         update_scan = None
-        if (
-            engine.fuses_scan
-        ):  # the update forward of the trunk: the first scan, or a new one after the update
+        if engine.fuses_scan:
             update_scan = scans[0] if index == 0 else engine.scan(model, ids, mask, cfg.c)
         rows = (rollouts.seq_index >= block.start) & (rollouts.seq_index < block.stop)
         batch = rollouts.select(rows)
@@ -86,8 +87,8 @@ def refine_update(
 
     metrics.update({name: total / len(blocks) for name, total in sums.items()})
     elapsed = time.perf_counter() - start_time
-    metrics.update(optimizer_steps=float(len(blocks)), time_s=elapsed,
-                   tokens_per_s=float(attention_mask.sum()) / elapsed)  # fmt: skip
+    tokens_per_s = float(attention_mask.sum()) / elapsed
+    metrics.update(optimizer_steps=float(len(blocks)), time_s=elapsed, tokens_per_s=tokens_per_s)
     return metrics
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,17 +18,16 @@ import torch
 from refine.data.batching import encode_prompt_answer, encode_prompts
 from refine.data.tokenizer import load_tokenizer
 from refine.evaluate.generation import Batch
+from refine.rl.config import REWARDS, SAMPLINGS, RefineConfig
 from refine.rl.step import refine_update
-from refine.train.config import MidConfig, PostConfig, PretrainConfig, TTTConfig
+from refine.train.config import MidConfig, PostConfig, PretrainConfig, RunConfig, TTTConfig
 from refine.train.data import encode_texts, pack, read_column, text_batch
-from refine.train.distributed import Dist
+from refine.train.distributed import Dist, init_distributed
 from refine.train.state import save_checkpoint
 from refine.train.trainer import BatchPlan, Trainer
-from refine.train.updates import inner_update, nested_update, ntp_validation, per_rank, sft_update
+from refine.train.updates import TextUpdate, nested_update, ntp_validation, per_rank, sft_update
 
-MID_METHODS = ("sft", "refine")
 POST_METHODS = ("sft", "nested_sft", "nested_refine")
-TTT_METHODS = ("sft", "refine")
 
 
 def seed_everything(seed: int) -> None:
@@ -46,149 +46,142 @@ def load_pretrained(path: Path | str):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), load_tokenizer(path)
 
 
-def _finish(trainer: Trainer, tokenizer, out: Path | str | None, dist: Dist) -> None:
-    if out and dist.main:
+def resolve_method(method: str, refine: RefineConfig) -> tuple[str, RefineConfig]:
+    """`sft`, `refine` or an ablation `refine_<variant>[_<variant>...]` (spec 8.4) -> (method, REFINE config).
+
+    A variant is a reward (cosine | binary | hybrid), a position sampling (entropy | uniform | argmax |
+    argmin) or `k<N>` / `c<N>` / `n<N>`; it overrides that field of the stage's REFINE config.
+    """
+    base, _, variants = method.partition("_")
+    if method == "sft" or (base == "refine" and not variants):
+        return method, refine
+    if base != "refine":
+        raise ValueError(f"--method must be sft, refine or refine_<variant>, got {method!r}")
+    updates = {}
+    for part in variants.split("_"):
+        if part in REWARDS:
+            updates["reward"] = part
+        elif part in SAMPLINGS:
+            updates["sampling"] = part
+        elif re.fullmatch(r"[kcn]\d+", part):
+            updates[part[0]] = int(part[1:])
+        else:
+            raise ValueError(
+                f"--method {method!r}: unknown variant {part!r} (a reward, a sampling, k<N>, c<N>, n<N>)"
+            )
+    return "refine", dataclasses.replace(refine, **updates)
+
+
+def _trainer(
+    model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None
+) -> Trainer:
+    return Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
+
+
+def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
+    if out and trainer.dist.main:
         save_checkpoint(trainer.model, tokenizer, out)
-    dist.barrier()
-
-
-def _check_method(method: str, allowed: tuple[str, ...], stage: str) -> None:
-    if method not in allowed:
-        raise ValueError(f"--stage {stage}: --method must be one of {allowed}, got {method!r}")
+    trainer.dist.barrier()
 
 
 def pretrain(
-    cfg: PretrainConfig,
-    *,
-    arch: str,
-    tokenizer: Path | str,
-    data: Path | str,
-    out=None,
-    metrics=None,
-    state=None,
-    seed: int = 0,
-    dist: Dist | None = None,
-) -> Trainer:
+    cfg: PretrainConfig, *, arch: str, tokenizer, data, out=None, metrics=None, state=None, seed=0, dist=None
+):
     """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models)."""
     from transformers import AutoModelForCausalLM
 
     from refine.models.tiny import tiny_config
 
-    dist = dist or Dist()
+    dist = dist or init_distributed()
     tok = load_tokenizer(tokenizer)
     seed_everything(seed)
     config = tiny_config(arch, len(tok), **cfg.model)
     config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
-    model = AutoModelForCausalLM.from_config(config)
     rows = pack(encode_texts(data, tok, None), cfg.max_length, tok.eos_token_id)
     plan = BatchPlan.for_stage(len(rows), cfg, seed)
-    trainer = Trainer(
-        model,
+    t = _trainer(
+        AutoModelForCausalLM.from_config(config),
         cfg,
         dist,
-        seed=seed,
-        total_steps=plan.steps,
-        metrics=metrics,
-        state=state,
-        desc=f"pretrain {arch}",
+        seed,
+        plan.steps,
+        f"pretrain {arch}",
+        metrics,
+        state,
     )
-    trainer.fit(
+    t.fit(
         plan,
         lambda idx: text_batch([rows[i] for i in idx], tok.pad_token_id, cfg.max_length),
-        lambda b: sft_update(trainer.model, b, cfg.micro_batch_size, 1, trainer.opt),
+        lambda batch: sft_update(t.model, batch, cfg.micro_batch_size, 1, t.opt),
         save_every=cfg.save_every,
     )
-    _finish(trainer, tok, out, dist)
-    return trainer
+    _finish(t, tok, out)
+    return t
 
 
 def mid(
     cfg: MidConfig,
     *,
     method: str,
-    base: Path | str,
-    data: Path | str,
+    base,
+    data,
     val_data=None,
     out=None,
     metrics=None,
     state=None,
-    seed: int = 0,
-    dist: Dist | None = None,
-) -> Trainer:
-    """Mid-training on long documents (spec 5.1): NTP-only SFT or REFINE, validated every `val_every`."""
-    _check_method(method, MID_METHODS, "mid")
-    dist = dist or Dist()
+    seed=0,
+    dist=None,
+):
+    """Mid-training on long documents (spec 5.1): NTP-only SFT or REFINE (or an ablation), validated on
+    held-out documents every `val_every` steps."""
+    dist = dist or init_distributed()
+    method, refine = resolve_method(method, cfg.refine)
+    update = TextUpdate(method, per_rank(refine, dist.world), cfg.matched_steps)
     model, tok = load_pretrained(base)
     seed_everything(seed)
     docs = encode_texts(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(docs), cfg, seed)
-    trainer = Trainer(
-        model,
-        cfg,
-        dist,
-        seed=seed,
-        total_steps=plan.steps,
-        metrics=metrics,
-        state=state,
-        desc=f"mid {method}",
-    )
-    rcfg = per_rank(cfg.refine, dist.world)
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"mid {method}", metrics, state)
     validate = None
     if val_data:
         val_docs = encode_texts(val_data, tok, cfg.max_length)[: cfg.val_max_docs or None]
         if len(val_docs) < dist.world:
             raise ValueError(f"{val_data}: {len(val_docs)} validation documents for {dist.world} ranks")
-        validate = _mid_validation(trainer, val_docs[dist.rank :: dist.world], cfg, tok.pad_token_id)
-    trainer.fit(
+        validate = _mid_validation(t, val_docs[dist.rank :: dist.world], cfg, refine, tok.pad_token_id)
+    t.fit(
         plan,
         lambda idx: text_batch([docs[i] for i in idx], tok.pad_token_id, cfg.max_length),
-        lambda b: inner_update(
-            method,
-            trainer.model,
-            b,
-            rcfg,
-            cfg.micro_batch_size,
-            cfg.matched_steps,
-            trainer.opt,
-            trainer.generator,
-        ),
+        lambda batch: update(t, batch),
         validate=validate,
         val_every=cfg.val_every,
         val_before=cfg.val_before_train,
         save_every=cfg.save_every,
     )
-    _finish(trainer, tok, out, dist)
-    return trainer
+    _finish(t, tok, out)
+    return t
 
 
-def _mid_validation(trainer: Trainer, docs: list[list[int]], cfg: MidConfig, pad: int):
+def _mid_validation(t: Trainer, docs: list[list[int]], cfg: MidConfig, refine: RefineConfig, pad: int):
     """Validation on held-out documents (spec 5.1): NTP loss (mean over micro-batches), sampled-token
     accuracy and, with `val_rewards`, the reward statistics of REFINE rollouts (no update) on them."""
-    size = max(1, cfg.val_batch_size // trainer.dist.world)
-    rollout_cfg = dataclasses.replace(cfg.refine, mini_batch_size=None)  # one no-op "update": rollouts only
+    size = max(1, cfg.val_batch_size // t.dist.world)
+    rollouts_only = dataclasses.replace(refine, mini_batch_size=None)  # one no-op "update" under no_grad
 
     def validate(generator: torch.Generator) -> dict:
         sums: dict[str, float] = defaultdict(float)
         for start in range(0, len(docs), size):
             batch = text_batch(docs[start : start + size], pad, cfg.max_length)
-            for key, value in ntp_validation(trainer.model, batch, cfg.micro_batch_size, generator).items():
+            for key, value in ntp_validation(t.model, batch, cfg.micro_batch_size, generator).items():
                 sums[key] += value
             if cfg.val_rewards:
+                ids, mask = batch["input_ids"].to(t.dist.device), batch["attention_mask"].to(t.dist.device)
                 with torch.no_grad():
-                    device = trainer.dist.device
-                    out = refine_update(
-                        trainer.model,
-                        batch["input_ids"].to(device),
-                        batch["attention_mask"].to(device),
-                        rollout_cfg,
-                        lambda loss: {},
-                        generator,
-                    )
+                    out = refine_update(t.model, ids, mask, rollouts_only, lambda loss: {}, generator)
                 for key in (k for k in out if k.startswith("reward_")):
                     sums[key] += out[key]
                 sums["batches"] += 1
         keys = sorted(sums)
-        total = dict(zip(keys, trainer.dist.all_sum([sums[k] for k in keys])))
+        total = dict(zip(keys, t.dist.all_sum([sums[k] for k in keys])))
         row = {
             "loss": total["loss_sum"] / total["micro_batches"],
             "ntp_acc": total["hits"] / total["positions"],
@@ -199,21 +192,18 @@ def _mid_validation(trainer: Trainer, docs: list[list[int]], cfg: MidConfig, pad
     return validate
 
 
-def post(
-    cfg: PostConfig,
-    *,
-    method: str,
-    base: Path | str,
-    data: Path | str,
-    out=None,
-    metrics=None,
-    state=None,
-    seed: int = 0,
-    dist: Dist | None = None,
-) -> Trainer:
-    """Post-training on one task x length (spec 5.2) from the REFINE mid-trained model."""
-    _check_method(method, POST_METHODS, "post")
-    dist = dist or Dist()
+def post(cfg: PostConfig, *, method: str, base, data, out=None, metrics=None, state=None, seed=0, dist=None):
+    """Post-training on one task x length (spec 5.2) from the REFINE mid-trained model: `sft` (answer-only
+    SFT), `nested_sft` or `nested_refine` (inner update on the prompt, then the answer step)."""
+    if method not in POST_METHODS:
+        raise ValueError(f"--stage post: --method must be one of {POST_METHODS}, got {method!r}")
+    dist = dist or init_distributed()
+    inner_method = method.removeprefix("nested_")
+    inner = (
+        TextUpdate(inner_method, per_rank(cfg.refine, dist.world), cfg.matched_steps)
+        if method != "sft"
+        else None
+    )
     model, tok = load_pretrained(base)
     seed_everything(seed)
     prompts, answers = read_column(data, "prompt"), read_column(data, "answer")
@@ -228,58 +218,29 @@ def post(
         }
 
     plan = BatchPlan.for_stage(len(prompts), cfg, seed)
-    trainer = Trainer(
-        model,
-        cfg,
-        dist,
-        seed=seed,
-        total_steps=plan.steps,
-        metrics=metrics,
-        state=state,
-        desc=f"post {method}",
-    )
-    rcfg = per_rank(cfg.refine, dist.world)
-    trainer.fit(
-        plan,
-        make_batch,
-        lambda b: nested_update(
-            method,
-            trainer.model,
-            b,
-            rcfg,
-            cfg.micro_batch_size,
-            cfg.matched_steps,
-            trainer.opt,
-            trainer.generator,
-        ),
-        save_every=cfg.save_every,
-    )
-    _finish(trainer, tok, out, dist)
-    return trainer
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state)
+    t.fit(plan, make_batch, lambda batch: nested_update(t, batch, inner), save_every=cfg.save_every)
+    _finish(t, tok, out)
+    return t
 
 
 class TestTimeTraining:
     """The evaluation runner's `before_batch` hook (spec 5.3): adapt on the batch's prompts, in file order.
 
-    `sft`: NTP on the prompts (spec 4.10); `refine`: REFINE with the configured (binary) reward. The runner
-    then generates greedily with the adapted weights. `reset: cumulative` (the official code, spec 10.3)
-    keeps weights and AdamW moments across batches; `per_batch` restores both before every batch.
+    `update` is NTP-only (`sft`, spec 4.10) or REFINE with the configured (binary) reward; the runner then
+    generates greedily with the adapted weights. `reset: cumulative` (the official code, spec 10.3) keeps
+    weights and AdamW moments across batches; `per_batch` restores both before every batch.
     """
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, trainer: Trainer, method: str, cfg: TTTConfig):
-        _check_method(method, TTT_METHODS, "ttt")
-        if cfg.reset not in ("cumulative", "per_batch"):
-            raise ValueError(f"reset: unknown {cfg.reset!r} (cumulative | per_batch)")
-        self.trainer, self.method, self.cfg = trainer, method, cfg
-        self.rcfg = per_rank(cfg.refine, trainer.dist.world)
+    def __init__(self, trainer: Trainer, update: TextUpdate, reset: str):
+        if reset not in ("cumulative", "per_batch"):
+            raise ValueError(f"reset: unknown {reset!r} (cumulative | per_batch)")
+        self.trainer, self.update = trainer, update
         self.initial = None
-        if cfg.reset == "per_batch":
-            self.initial = (
-                copy.deepcopy(trainer.model.state_dict()),
-                copy.deepcopy(trainer.optimizer.state_dict()),
-            )
+        if reset == "per_batch":
+            self.initial = copy.deepcopy((trainer.model.state_dict(), trainer.optimizer.state_dict()))
 
     def __call__(self, batch: Batch) -> None:
         t = self.trainer
@@ -292,55 +253,29 @@ class TestTimeTraining:
             "attention_mask": batch.attention_mask[rows.start : rows.stop],
         }
         with t.autocast():
-            out = inner_update(
-                self.method,
-                t.model,
-                part,
-                self.rcfg,
-                self.cfg.micro_batch_size,
-                self.cfg.matched_steps,
-                t.opt,
-                t.generator,
-            )
+            out = self.update(t, part)
         t.step += 1
         t.log_row("train", t.reduce(out))
 
 
-def ttt(
-    cfg: TTTConfig,
-    *,
-    method: str,
-    base: Path | str,
-    data: Path | str,
-    family: str,
-    metrics=None,
-    seed: int = 0,
-    dist: Dist | None = None,
-) -> dict:
+def ttt(cfg: TTTConfig, *, method: str, base, data, family: str, metrics=None, seed=0, dist=None) -> dict:
     """Test-time training over one evaluation file (spec 5.3); returns the runner's scoring result.
 
     The file is read in order, in batches of `generation.batch_size` with drop_last; each batch is adapted
-    on (TestTimeTraining) and then answered greedily by `refine.evaluate.runner`.
+    on (`TestTimeTraining`) and then answered greedily by `refine.evaluate.runner`.
     """
     from refine.evaluate.runner import evaluate_longbench, evaluate_qa, load_rows
 
     if family not in ("qa", "longbench"):
         raise ValueError(f"--family must be qa or longbench for test-time training, got {family!r}")
-    dist = dist or Dist()
+    dist = dist or init_distributed()
+    method, refine = resolve_method(method, cfg.refine)
+    update = TextUpdate(method, per_rank(refine, dist.world), cfg.matched_steps)
     model, tok = load_pretrained(base)
     seed_everything(seed)
     rows = load_rows(data)
-    n_batches = len(rows) // cfg.generation.batch_size
-    trainer = Trainer(
-        model, cfg, dist, seed=seed, total_steps=n_batches, metrics=metrics, desc=f"ttt {method}"
-    )
-    trainer.metrics.truncate_after(0)
+    t = _trainer(model, cfg, dist, seed, len(rows) // cfg.generation.batch_size, f"ttt {method}", metrics)
+    t.metrics.truncate_after(0)
     evaluate = evaluate_qa if family == "qa" else evaluate_longbench
-    return evaluate(
-        trainer.model,
-        tok,
-        rows,
-        cfg.generation,
-        source=str(data),
-        hook=TestTimeTraining(trainer, method, cfg),
-    )
+    hook = TestTimeTraining(t, update, cfg.reset)
+    return evaluate(t.model, tok, rows, cfg.generation, source=str(data), hook=hook)

@@ -7,6 +7,7 @@ SFT, `labels` (-100 outside the answer).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 
@@ -68,61 +69,49 @@ def per_rank(cfg: RefineConfig, world: int) -> RefineConfig:
 def refine_step(model, batch, cfg: RefineConfig, opt: OptimizerStep, generator: torch.Generator) -> dict:
     """One REFINE call (spec 4.1-4.9): NTP + GRPO rollouts, one optimizer step per mini-batch."""
     device = next(model.parameters()).device
-    out = refine_update(
-        model, batch["input_ids"].to(device), batch["attention_mask"].to(device), cfg, opt, generator
-    )
-    return {**out, "tokens": real_tokens(batch)}
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    return {**refine_update(model, ids, mask, cfg, opt, generator), "tokens": real_tokens(batch)}
 
 
-def inner_update(
-    method: str,
-    model,
-    batch,
-    cfg: RefineConfig,
-    micro: int,
-    matched_steps: bool,
-    opt: OptimizerStep,
-    generator: torch.Generator,
-) -> dict:
-    """The update on plain text (documents or prompts): `sft` = NTP only (spec 4.10), `refine` (spec 4.9).
+@dataclass(frozen=True)
+class TextUpdate:
+    """The update on plain text (documents or prompts): `sft` = NTP only (spec 4.10) or `refine` (4.9).
 
-    `cfg` is this rank's REFINE config (`per_rank`); the SFT baseline takes one step per batch, or one per
-    REFINE mini-batch when `matched_steps` (spec 10.4).
+    `refine` is this rank's REFINE config (`per_rank`). The SFT baseline takes one optimizer step per
+    batch, or one per REFINE mini-batch when `matched_steps` (spec 10.4). Called with a `Trainer`, whose
+    model, optimizer step, generator and micro-batch size it uses.
     """
-    if method == "refine":
-        return refine_step(model, batch, cfg, opt, generator)
-    if method != "sft":
-        raise ValueError(f"unknown inner method {method!r} (sft | refine)")
-    rows = batch["input_ids"].shape[0]
-    n_steps = -(-rows // cfg.mini_batch_size) if matched_steps and cfg.mini_batch_size else 1
-    return sft_update(model, batch, micro, n_steps, opt)
+
+    method: str
+    refine: RefineConfig
+    matched_steps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in ("sft", "refine"):
+            raise ValueError(f"unknown text-update method {self.method!r} (sft | refine)")
+
+    def __call__(self, trainer, batch: dict[str, torch.Tensor]) -> dict:
+        if self.method == "refine":
+            return refine_step(trainer.model, batch, self.refine, trainer.opt, trainer.generator)
+        mini = self.refine.mini_batch_size
+        n_steps = -(-batch["input_ids"].shape[0] // mini) if self.matched_steps and mini else 1
+        return sft_update(trainer.model, batch, trainer.cfg.micro_batch_size, n_steps, trainer.opt)
 
 
-def nested_update(
-    method: str,
-    model,
-    batch,
-    cfg: RefineConfig,
-    micro: int,
-    matched_steps: bool,
-    opt: OptimizerStep,
-    generator: torch.Generator,
-) -> dict:
+def nested_update(trainer, batch: dict[str, dict], inner: TextUpdate | None) -> dict:
     """One post-training step (spec 5.2) on `batch["prompt"]` (left-padded prompts) and `batch["answer"]`.
 
-    `nested_refine` / `nested_sft`: the inner update on the prompt (REFINE / NTP only), then one
-    answer-only SFT step with the updated weights (nothing is reverted). `sft`: the answer step alone.
-    Inner metrics get an `inner_` prefix, except the rollout rewards.
+    With `inner` (nested_sft / nested_refine): the inner update on the prompt, then one answer-only SFT
+    step with the updated weights (nothing is reverted); without (sft): the answer step alone. Inner
+    metrics get an `inner_` prefix, except the rollout rewards.
     """
-    if method not in ("sft", "nested_sft", "nested_refine"):
-        raise ValueError(f"unknown post-training method {method!r} (sft | nested_sft | nested_refine)")
     metrics = {}
-    if method != "sft":
-        inner = inner_update(
-            method.removeprefix("nested_"), model, batch["prompt"], cfg, micro, matched_steps, opt, generator
-        )
-        metrics = {k if k.startswith("reward_") else f"inner_{k}": v for k, v in inner.items()}
-    outer = sft_update(model, batch["answer"], micro, 1, opt)
+    if inner is not None:
+        metrics = {
+            k if k.startswith("reward_") else f"inner_{k}": v
+            for k, v in inner(trainer, batch["prompt"]).items()
+        }
+    outer = sft_update(trainer.model, batch["answer"], trainer.cfg.micro_batch_size, 1, trainer.opt)
     inner_tokens = metrics.pop("inner_tokens", 0)
     return {**metrics, **outer, "tokens": outer["tokens"] + inner_tokens}
 
