@@ -60,9 +60,20 @@ def test_local_eval_files(tmp_path, shared_data):
     assert run("longbench", "--cfg", json.dumps(cfg), "--out", tmp_path / "lb") == 0
     summary = read_table(tmp_path / "lb" / "summary.jsonl").set_index("task")
     assert summary.loc["narrativeqa"].to_dict() == {"rows": 61, "evaluated": 56}
-    cfg = {"source": "local", "local_dir": str(shared_data / "ruler_qa"), "model": "lact", "lengths": [4096]}
+    local = tmp_path / "ruler"  # ReFINE's test files, plus stand-ins for its (absent, >4 MiB) train files
+    local.mkdir()
+    for task in ("ruler_squadqa", "ruler_hotpotqa"):
+        test = shared_data / "ruler_qa" / f"{task}_lact_4096_200_test.parquet"
+        (local / test.name).symlink_to(test)
+        (local / f"{task}_lact_4096_1600_train.parquet").symlink_to(test)
+    cfg = {"source": "local", "local_dir": str(local), "model": "lact", "lengths": [4096],
+           "train_samples": 1600, "test_samples": 200}  # fmt: skip
     assert run("qa", "--cfg", json.dumps(cfg), "--out", tmp_path / "qa") == 0
     assert len(read_table(tmp_path / "qa" / "ruler_squadqa_4096_test.parquet")) == 200
+    assert (tmp_path / "qa" / "ruler_hotpotqa_4096_train.parquet").is_file()
+    cfg["local_dir"] = str(shared_data / "ruler_qa")  # no train files there: the error names the file
+    with pytest.raises(FileNotFoundError, match="ruler_squadqa_lact_4096_1600_train.parquet"):
+        run("qa", "--cfg", json.dumps(cfg), "--out", tmp_path / "qa2")
 
 
 def test_bad_config_and_paths(tmp_path):

@@ -151,6 +151,6 @@ def test_cli_niah_writes_a_record(tmp_path, monkeypatch):
         "base",
         0,
     )
-    args.length = 1024
-    with pytest.raises(ValueError, match=r"no documents with max_length 1024 \(found \[512\]\)"):
+    args.length = [1024]
+    with pytest.raises(ValueError, match=r"no niah_single_1 documents with max_length 1024 \(found \[512\]\)"):
         args.func(args)

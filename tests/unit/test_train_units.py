@@ -129,6 +129,8 @@ def test_state_roundtrip_and_latest_pointer(tmp_path):
         torch.rand(2), expected_global
     )
     assert TrainState(None, Dist()).load(clone, opt2, None, {}) is None
+    other = TrainState(tmp_path / "state", Dist(), fingerprint="another config")
+    assert other.load(clone, opt2, None, {}) is None
 
 
 def test_metrics_log_drops_rows_after_the_resumed_step(tmp_path):
@@ -155,3 +157,20 @@ def test_ablation_method_names_set_the_refine_variant():
         resolve_method("refine_fast", base)
     with pytest.raises(ValueError, match="--method must be"):
         resolve_method("nested_refine", base)
+
+
+def test_cli_length_sets_the_prompt_budget_and_missing_options_are_named():
+    import argparse
+
+    from refine.commands.train import add_parser, run, stage_config
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    post = parser.parse_args(
+        ["train", "--stage", "post", "--length", "1024", "--cfg", '{"max_answer_length": 16}']
+    )
+    assert stage_config(post, post.length[0]).max_length == 1024 - 16  # spec 5.2: L - answer budget
+    ttt = parser.parse_args(["train", "--stage", "ttt", "--length", "4096"])
+    assert stage_config(ttt, 4096).generation.max_prompt_length == 4096 - 32  # spec 5.3: 16384 - 32 at full scale
+    with pytest.raises(ValueError, match="--stage mid needs --method, --base, --data, --out"):
+        run(parser.parse_args(["train", "--stage", "mid"]))

@@ -13,7 +13,10 @@ NIAH_TASKS = config["niah"]["tasks"]
 QA_TASKS = config["qa"]["tasks"]
 LONGBENCH_TASKS = config["longbench"]["tasks"]
 POST_METHODS = ["sft", "nested_sft", "nested_refine"]
-FLA_NAMES = {"deltanet": "delta_net", "lact": "lact"}  # model names in ReFINE's RULER-QA file names
+FLA_NAMES = {
+    "deltanet": "delta_net",
+    "lact": "lact",
+}  # model names in ReFINE's RULER-QA file names
 
 
 wildcard_constraints:
@@ -29,7 +32,9 @@ wildcard_constraints:
 
 def cfg_json(section, **extra):
     """A config section (plus extra fields) as one compact JSON object: the command's --cfg."""
-    return json.dumps({**config[section], **extra}, separators=(",", ":"), sort_keys=True)
+    return json.dumps(
+        {**config[section], **extra}, separators=(",", ":"), sort_keys=True
+    )
 
 
 def launcher(wildcards, threads, resources):
@@ -93,7 +98,9 @@ def table4_records():
                 for m in ["base"] + mid_models([SEED]) + post_models(task, n):
                     out.append(record(arch, m, "qa", task, n))
                 nested = f"post-{task}-{n}-nested_refine-s{SEED}"
-                out += [record(arch, nested, "qa", task, n, t) for t in ("sft", "refine")]
+                out += [
+                    record(arch, nested, "qa", task, n, t) for t in ("sft", "refine")
+                ]
     return out
 
 
@@ -111,7 +118,13 @@ def longbench_records(models_ttt):
 
 def table5_records():
     mid = f"mid-refine-s{SEED}"
-    rows = [("base", "none"), (f"mid-sft-s{SEED}", "none"), (mid, "none"), (mid, "sft"), (mid, "refine")]
+    rows = [
+        ("base", "none"),
+        (f"mid-sft-s{SEED}", "none"),
+        (mid, "none"),
+        (mid, "sft"),
+        (mid, "refine"),
+    ]
     return longbench_records(rows)
 
 
@@ -149,3 +162,21 @@ def cells(tasks, lengths=LENGTHS):
 def eval_paths(pattern, tasks, lengths=LENGTHS):
     """expand() of a per-cell path over tasks x lengths, keeping the rule's own wildcards."""
     return expand(pattern, task=tasks, length=lengths, allow_missing=True)
+
+
+def metrics_files(methods=("sft", "refine")):
+    return [
+        f"{R}/train/{a}/mid-{m}-s{s}/metrics.jsonl"
+        for a in ARCHS
+        for m in methods
+        for s in MID_SEEDS
+    ]
+
+
+def tokenizer_dir(arch):
+    """The tiny default trains one BPE on the corpus; the paper uses each checkpoint's own tokenizer."""
+    return (
+        f"{R}/tokenizer"
+        if config["base"]["source"] == "pretrain"
+        else model_dir(arch, "base")
+    )

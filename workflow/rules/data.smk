@@ -1,24 +1,25 @@
 # Data: corpus and tokenizer (tiny default), NIAH / QA / LongBench evaluation files per architecture.
 
 
-def tokenizer_dir(arch):
-    """The tiny default trains one BPE on the corpus; the paper uses each checkpoint's own tokenizer."""
-    return f"{R}/tokenizer" if config["base"]["source"] == "pretrain" else model_dir(arch, "base")
-
-
 rule corpus:
     input:
-        tokenizer=lambda w: [] if config["corpus"]["source"] == "synthetic" else tokenizer_dir(ARCHS[0]),
+        tokenizer=lambda w: (
+            []
+            if config["corpus"]["source"] == "synthetic"
+            else tokenizer_dir(ARCHS[0])
+        ),
     output:
         train=f"{R}/corpus/train.parquet",
         val=f"{R}/corpus/val.parquet",
-    params:
-        cfg=cfg_json("corpus"),
-        tokenizer=lambda w, input: f"--tokenizer {input.tokenizer}" if input.tokenizer else "",
     log:
         f"{R}/logs/corpus.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        cfg=cfg_json("corpus"),
+        tokenizer=lambda w, input: (
+            f"--tokenizer {input.tokenizer}" if input.tokenizer else ""
+        ),
     shell:
         "refine data corpus --cfg '{params.cfg}' {params.tokenizer} --out {output.train} --val-out {output.val} > {log} 2>&1"
 
@@ -28,12 +29,12 @@ rule tokenizer:
         f"{R}/corpus/train.parquet",
     output:
         directory(f"{R}/tokenizer"),
-    params:
-        cfg=cfg_json("tokenizer"),
     log:
         f"{R}/logs/tokenizer.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        cfg=cfg_json("tokenizer"),
     shell:
         "refine data tokenizer --cfg '{params.cfg}' --corpus {input} --out {output} > {log} 2>&1"
 
@@ -42,14 +43,18 @@ rule niah_data:
     input:
         lambda w: tokenizer_dir(w.arch),
     output:
-        expand(f"{R}/data/{{{{arch}}}}/niah/{{task}}_{{length}}.jsonl", task=NIAH_TASKS, length=LENGTHS),
-    params:
-        cfg=cfg_json("niah", lengths=LENGTHS),
-        out=f"{R}/data/{{arch}}/niah",
+        expand(
+            f"{R}/data/{{{{arch}}}}/niah/{{task}}_{{length}}.jsonl",
+            task=NIAH_TASKS,
+            length=LENGTHS,
+        ),
     log:
         f"{R}/logs/niah_data/{{arch}}.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        cfg=cfg_json("niah", lengths=LENGTHS),
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "refine data niah --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
 
@@ -64,13 +69,13 @@ rule qa_data:
             length=LENGTHS,
             split=["train", "test"],
         ),
-    params:
-        cfg=lambda w: cfg_json("qa", lengths=LENGTHS, model=FLA_NAMES[w.arch]),
-        out=f"{R}/data/{{arch}}/qa",
     log:
         f"{R}/logs/qa_data/{{arch}}.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        cfg=lambda w: cfg_json("qa", lengths=LENGTHS, model=FLA_NAMES[w.arch]),
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "refine data qa --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
 
@@ -78,12 +83,12 @@ rule qa_data:
 rule longbench_data:
     output:
         expand(f"{R}/data/longbench/{{task}}.parquet", task=LONGBENCH_TASKS),
-    params:
-        cfg=cfg_json("longbench"),
-        out=f"{R}/data/longbench",
     log:
         f"{R}/logs/longbench_data.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        cfg=cfg_json("longbench"),
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "refine data longbench --cfg '{params.cfg}' --out {params.out} > {log} 2>&1"

@@ -10,16 +10,27 @@ localrules:
     ablations,
 
 
-TABLES = ["table3", "table4", "table5", "table6", "table7", "tableE1", "tableE2", "fig5"]
-FIGURES = ["fig4_val_ntp_acc", "figE1_val_loss", "figE3_reward", "fig5_k_c", "summary_refine_minus_sft"]
-REPORT_ARGS = (
-    f"--records {R}/evals --metrics {R}/train --ablation-family {config['ablations']['family']}"
-)
-PAPER_FLAG = "--paper-config" if config["base"]["source"] == "hub" else ""
-
-
-def metrics_files(methods=("sft", "refine")):
-    return [f"{R}/train/{a}/mid-{m}-s{s}/metrics.jsonl" for a in ARCHS for m in methods for s in MID_SEEDS]
+TABLES = [
+    "table3",
+    "table4",
+    "table5",
+    "table6",
+    "table7",
+    "tableE1",
+    "tableE2",
+    "fig5",
+]
+FIGURES = [
+    "fig4_val_ntp_acc",
+    "figE1_val_loss",
+    "figE3_reward",
+    "fig5_k_c",
+    "summary_refine_minus_sft",
+]
+REPORT_ARGS = f"--records {R}/evals --metrics {R}/train --ablation-family {config['ablations']['family']}"
+PAPER_FLAG = (
+    "--paper-config" if config["base"]["source"] == "hub" else ""
+)  # deltas vs the paper
 
 
 rule tables:
@@ -27,15 +38,22 @@ rule tables:
         all_records(),
     output:
         [
-            report(f"{R}/tables/{name}.csv", caption="../report/tables.rst", category="Tables")
+            report(
+                f"{R}/tables/{name}.csv",
+                caption="../report/tables.rst",
+                category="Tables",
+            )
             for name in TABLES
         ],
     log:
         f"{R}/logs/tables.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        args=f"{REPORT_ARGS} {PAPER_FLAG}",
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report tables {REPORT_ARGS} {PAPER_FLAG} --out {R}/tables > {log} 2>&1"
+        "refine report tables {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule figures:
@@ -44,15 +62,22 @@ rule figures:
         metrics_files(),
     output:
         [
-            report(f"{R}/figures/{name}.png", caption="../report/figures.rst", category="Figures")
+            report(
+                f"{R}/figures/{name}.png",
+                caption="../report/figures.rst",
+                category="Figures",
+            )
             for name in FIGURES
         ],
     log:
         f"{R}/logs/figures.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        args=REPORT_ARGS,
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report figures {REPORT_ARGS} --out {R}/figures > {log} 2>&1"
+        "refine report figures {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule claims:
@@ -66,8 +91,11 @@ rule claims:
         f"{R}/logs/claims.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        args=REPORT_ARGS,
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report claims {REPORT_ARGS} --out {R} > {log} 2>&1"
+        "refine report claims {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule report:
@@ -80,8 +108,11 @@ rule report:
         f"{R}/logs/report.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        args=f"{REPORT_ARGS} {PAPER_FLAG}",
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {REPORT_ARGS} {PAPER_FLAG} --out {R}/report > {log} 2>&1"
+        "refine report build {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule ablation_report:
@@ -96,8 +127,11 @@ rule ablation_report:
         f"{R}/logs/ablation_report.log",
     conda:
         "../envs/refine.yaml"
+    params:
+        args=f"{REPORT_ARGS} {PAPER_FLAG}",
+        out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {REPORT_ARGS} {PAPER_FLAG} --out {R}/ablations > {log} 2>&1"
+        "refine report build {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule ablations:

@@ -25,19 +25,19 @@ class Cell:
     out: str
 
 
-def add_cell_args(p: argparse.ArgumentParser, *, data_required: bool = True) -> None:
+def add_cell_args(p, *, required: bool = True, data_required: bool = True) -> None:
     """Record identity (model-level scalars) and the per-cell parallel lists."""
     p.add_argument("--experiment", default="default")
-    p.add_argument("--arch", required=True, help="deltanet | lact")
+    p.add_argument("--arch", required=required, help="deltanet | lact")
     p.add_argument(
-        "--model-name", required=True, help="base, mid-{method}-s{seed} or post-{task}-{length}-{method}-s{seed}"
+        "--model-name", required=required, help="base, mid-{method}-s{seed} or post-{task}-{length}-{method}-s{seed}"
     )
     p.add_argument("--seed", type=int, default=None, help="default: from --model-name (base: 0)")
-    p.add_argument("--task", nargs="+", required=True, help="e.g. niah_single_1, ruler_squadqa, qasper")
-    p.add_argument("--length", nargs="+", type=int, required=True, help="sequence length in tokens")
-    p.add_argument("--length-label", nargs="+", required=True, help="the paper column, e.g. 4K")
+    p.add_argument("--task", nargs="+", required=required, help="e.g. niah_single_1, ruler_squadqa, qasper")
+    p.add_argument("--length", nargs="+", type=int, required=required, help="sequence length in tokens")
+    p.add_argument("--length-label", nargs="+", required=required, help="the paper column, e.g. 4K")
     p.add_argument("--data", nargs="+", required=data_required, help="data file per cell (.jsonl niah, else .parquet)")
-    p.add_argument("--out", nargs="+", required=True, help="record path (.json) per cell")
+    p.add_argument("--out", nargs="+", required=required, help="record path (.json) per cell")
 
 
 def iter_cells(args: argparse.Namespace) -> list[Cell]:
@@ -50,12 +50,10 @@ def iter_cells(args: argparse.Namespace) -> list[Cell]:
     return [Cell(out=out, **{k: v[i] if len(v) == n else v[0] for k, v in lists.items()}) for i, out in enumerate(args.out)]
 
 
-def record_fields(args: argparse.Namespace, cell: Cell | str, family: str | None = None, ttt: str = "none") -> dict:
+def record_fields(args: argparse.Namespace, cell: Cell, family: str, ttt: str = "none") -> dict:
     """Record identity fields of one cell; stage, method and default seed come from the model name."""
     from refine.evaluate.records import parse_model_name
 
-    if isinstance(cell, str):  # TEMPORARY legacy call record_fields(args, family)
-        return _legacy_record_fields(args, cell)
     stage, method, seed = parse_model_name(args.model_name)
     return {
         "experiment": args.experiment,
@@ -84,6 +82,11 @@ def load_model(model_dir: str | Path, device: str, dtype: str):
     return model, load_tokenizer(model_dir)
 
 
+def prompt_budget(cfg, length: int):
+    """The generation config of a cell: prompts get `length` minus the generated tokens (spec 5.3: L - 32)."""
+    return dataclasses.replace(cfg, max_prompt_length=length - cfg.max_new_tokens)
+
+
 def resolve_device(name: str) -> str:
     """`auto` -> cuda when available, else cpu."""
     import torch
@@ -106,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = from_dict(GenerationConfig, load_cfg(args.cfg), where="--cfg")
         model, tokenizer = load_model(args.model, device, args.dtype)
         evaluate = evaluate_qa if args.family == "qa" else evaluate_longbench
-        results = [evaluate(model, tokenizer, load_rows(c.data), cfg, source=str(c.data)) for c in cells]
+        results = [evaluate(model, tokenizer, load_rows(c.data), prompt_budget(cfg, c.length), source=str(c.data))
+                   for c in cells]  # fmt: skip
     for cell, result in zip(cells, results):
         result.pop("task", None)  # the record's task is the cell's
         config = {"family": args.family, "data": Path(cell.data).name if cell.data else None, "dtype": args.dtype,
                   **dataclasses.asdict(cfg)}  # fmt: skip
-        write_record(cell.out, config_hash=config_hash(config), **(record_fields(args, cell, args.family) | result))
+        write_record(cell.out, config_hash=config_hash(config), **(result | record_fields(args, cell, args.family)))
     return 0
 
 
@@ -157,19 +161,3 @@ def add_parser(subparsers) -> None:
         add_cell_args(f, data_required=family != "niah")
         f.set_defaults(func=run)
 
-
-# --- TEMPORARY (lead, integration in progress): single-cell API still used by commands/train.py ---
-def add_record_args(p) -> None:
-    p.add_argument("--experiment", default="default")
-    p.add_argument("--arch", required=True)
-    p.add_argument("--model-name", required=True)
-    p.add_argument("--task", required=True)
-    p.add_argument("--length", type=int, required=True)
-    p.add_argument("--length-label", required=True)
-    p.add_argument("--ttt", default="none", choices=["none", "sft", "refine"])
-    p.add_argument("--seed", type=int, default=None)
-
-
-def _legacy_record_fields(args, family):
-    cell = Cell(args.task, args.length, args.length_label, None, "")
-    return record_fields(args, cell, family, args.ttt)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,25 @@ from tqdm import tqdm
 
 
 class MetricsLog:
-    """Append rows to a JSONL file; on resume, rows after the restored step are dropped (they are redone)."""
+    """Append rows to a JSONL file; on resume, rows after the restored step are dropped (they are redone).
 
-    def __init__(self, path: Path | str | None, enabled: bool):
-        self.path = Path(path) if path and enabled else None
+    With a `work_dir` (the resumable state directory) rows go to `work_dir/metrics.jsonl` and `publish`
+    copies them to `path` at the end: the declared output is deleted by Snakemake before a retried job
+    runs, the state directory is not, so a resumed run keeps its earlier rows.
+    """
+
+    def __init__(self, path: Path | str | None, enabled: bool, work_dir: Path | str | None = None):
+        self.final = Path(path) if path and enabled else None
+        self.path = Path(work_dir) / "metrics.jsonl" if self.final and work_dir else self.final
+
+    def publish(self) -> None:
+        """Copy the working log to its declared path atomically (nothing to do when they are one file)."""
+        if self.final is None or self.path == self.final:
+            return
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.final.with_name(f".{self.final.name}.tmp")
+        shutil.copyfile(self.path, tmp)
+        os.replace(tmp, self.final)
 
     def truncate_after(self, step: int) -> None:
         """Keep only rows with `step` <= step (a fresh run passes 0 and keeps nothing beyond step 0)."""
@@ -46,10 +63,6 @@ def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
 
 
 def postfix(row: dict[str, Any]) -> dict[str, str]:
-    """The bar's short summary: loss, mean reward (the first reward_*_mean present) and tokens/s."""
-    shown = {"loss": row.get("loss")}
-    shown["reward"] = next(
-        (v for k, v in row.items() if k.startswith("reward_") and k.endswith("_mean")), None
-    )
-    shown["tok/s"] = row.get("tokens_per_s")
+    """The bar's short summary: loss, the optimised reward's mean (REFINE) and tokens/s."""
+    shown = {"loss": row.get("loss"), "reward": row.get("reward"), "tok/s": row.get("tokens_per_s")}
     return {k: f"{v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))}

@@ -9,6 +9,7 @@ rank); every rank writes its own RNG states, since ranks sample rollouts from di
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 
 from refine.train.distributed import Dist
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -71,11 +74,15 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
 
 
 class TrainState:
-    """Save and restore (model, optimizer, scheduler, step, RNG) under `root`; a no-op when root is None."""
+    """Save and restore (model, optimizer, scheduler, step, RNG) under `root`; a no-op when root is None.
 
-    def __init__(self, root: Path | str | None, dist: Dist):
+    A state records the `fingerprint` of the run that wrote it (its configuration); a run with another
+    fingerprint ignores it and starts fresh, so a changed config never resumes stale weights.
+    """
+
+    def __init__(self, root: Path | str | None, dist: Dist, fingerprint: str = ""):
         self.root = Path(root) if root else None
-        self.dist = dist
+        self.dist, self.fingerprint = dist, fingerprint
 
     def latest(self) -> Path | None:
         if self.root is None or not (self.root / "latest").is_file():
@@ -102,6 +109,7 @@ class TrainState:
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "world": self.dist.world,
+                    "fingerprint": self.fingerprint,
                     **extra,
                 },
                 tmp / "train.pt",
@@ -127,6 +135,9 @@ class TrainState:
         if path is None:
             return None
         train = torch.load(path / "train.pt", map_location="cpu", weights_only=False)
+        if train["fingerprint"] != self.fingerprint:
+            log.warning("ignoring state %s: written by a run with another configuration", path)
+            return None
         if train["world"] != self.dist.world:
             raise ValueError(
                 f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}"

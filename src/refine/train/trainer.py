@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -56,6 +59,12 @@ class BatchPlan:
         return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
 
 
+def fingerprint(cfg: RunConfig, desc: str, seed: int) -> str:
+    """sha1 of the run's configuration, stage/method description and seed (guards resumption)."""
+    text = json.dumps([dataclasses.asdict(cfg), desc, seed], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def set_threads(threads: int) -> None:
     """torch intra-op threads from the config, else $REFINE_THREADS, else torch's default."""
     n = threads or int(os.environ.get("REFINE_THREADS", "0"))
@@ -97,8 +106,8 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps)
         self.opt = OptimizerStep(model, self.optimizer, cfg.optim.grad_clip, dist)
         self.generator = torch.Generator(device=dist.device).manual_seed(seed * 1000 + dist.rank)
-        self.state = TrainState(state, dist)
-        self.metrics = MetricsLog(metrics, dist.main)
+        self.state = TrainState(state, dist, fingerprint(cfg, desc, seed))
+        self.metrics = MetricsLog(metrics, dist.main, state)
         self.step = 0
         precision = (
             cfg.precision if cfg.precision != "auto" else ("bf16" if dist.device.type == "cuda" else "fp32")
@@ -196,3 +205,4 @@ class Trainer:
             if (save_every and self.step % save_every == 0) or self.step == plan.steps:
                 self.save_state()
         bar.close()
+        self.metrics.publish()

@@ -67,10 +67,14 @@ def per_rank(cfg: RefineConfig, world: int) -> RefineConfig:
 
 
 def refine_step(model, batch, cfg: RefineConfig, opt: OptimizerStep, generator: torch.Generator) -> dict:
-    """One REFINE call (spec 4.1-4.9): NTP + GRPO rollouts, one optimizer step per mini-batch."""
+    """One REFINE call (spec 4.1-4.9): NTP + GRPO rollouts, one optimizer step per mini-batch.
+
+    Adds `reward`: the mean of the reward that drives the advantages (cfg.reward).
+    """
     device = next(model.parameters()).device
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    return {**refine_update(model, ids, mask, cfg, opt, generator), "tokens": real_tokens(batch)}
+    out = refine_update(model, ids, mask, cfg, opt, generator)
+    return {**out, "reward": out[f"reward_{cfg.reward}_mean"], "tokens": real_tokens(batch)}
 
 
 @dataclass(frozen=True)
@@ -103,12 +107,12 @@ def nested_update(trainer, batch: dict[str, dict], inner: TextUpdate | None) -> 
 
     With `inner` (nested_sft / nested_refine): the inner update on the prompt, then one answer-only SFT
     step with the updated weights (nothing is reverted); without (sft): the answer step alone. Inner
-    metrics get an `inner_` prefix, except the rollout rewards.
+    metrics get an `inner_` prefix, except the rollout rewards (`reward`, `reward_*`).
     """
     metrics = {}
     if inner is not None:
         metrics = {
-            k if k.startswith("reward_") else f"inner_{k}": v
+            k if k.startswith("reward") else f"inner_{k}": v
             for k, v in inner(trainer, batch["prompt"]).items()
         }
     outer = sft_update(trainer.model, batch["answer"], trainer.cfg.micro_batch_size, 1, trainer.opt)

@@ -1,0 +1,146 @@
+"""The smoke config end to end: every evaluation cell gets a record, every table its rows and columns, the
+numbers are in range; a second run does nothing; a deleted record reruns just its job; tables, figures and
+the report rebuild from records alone; the same DAG through the real local SLURM gives the same records.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+MODELS_MID = ["base", "mid-sft-s0", "mid-refine-s0"]
+POST_ROWS = [("sft", "none"), ("nested_sft", "none"), ("nested_refine", "none"), ("nested_refine", "sft"),
+             ("nested_refine", "refine")]  # fmt: skip
+
+
+def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 900):
+    """Run the workflow with the smoke config in `workdir` (results/ lands there)."""
+    longbench = json.dumps({**SMOKE["longbench"], "local_dir": str(SHARED / "longbench")})
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "config" / "smoke.yaml"), "--config", f"longbench={longbench}", *config,
+           *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def expected_records() -> list[str]:
+    """Every evaluation cell of the smoke DAG (Tables 3, 4, 5)."""
+    archs, lengths = SMOKE["archs"], SMOKE["lengths"]
+    out = []
+    for a in archs:
+        out += [f"{a}/{m}/niah/{t}_{n}_ttt-none.json" for m in MODELS_MID for t in SMOKE["niah"]["tasks"] for n in lengths]
+        for t in ["ruler_squadqa", "ruler_hotpotqa"]:
+            for n in lengths:
+                out += [f"{a}/{m}/qa/{t}_{n}_ttt-none.json" for m in MODELS_MID]
+                out += [f"{a}/post-{t}-{n}-{m}-s0/qa/{t}_{n}_ttt-{ttt}.json" for m, ttt in POST_ROWS]
+        rows = [("base", "none"), ("mid-sft-s0", "none"), ("mid-refine-s0", "none"), ("mid-refine-s0", "sft"),
+                ("mid-refine-s0", "refine")]  # fmt: skip
+        out += [f"{a}/{m}/longbench/{t}_{lengths[-1]}_ttt-{ttt}.json" for m, ttt in rows for t in SMOKE["longbench"]["tasks"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    if not (SHARED / "longbench").is_dir():
+        pytest.skip(f"LongBench data not found at {SHARED / 'longbench'}")
+    workdir = tmp_path_factory.mktemp("smoke")
+    proc = snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir
+
+
+def test_every_cell_has_a_record_in_range(smoke_run):
+    evals = smoke_run / "results" / "smoke" / "evals"
+    missing = [r for r in expected_records() if not (evals / r).is_file()]
+    assert not missing, missing[:10]
+    for path in evals.rglob("*.json"):
+        rec = json.loads(path.read_text())
+        assert 0.0 <= rec["score"] <= 100.0, path
+        assert rec["n"] >= 1 and len(rec["examples"]) == rec["n"], path
+        assert rec["experiment"] == "smoke" and rec["config_hash"], path
+
+
+def test_tables_have_the_papers_rows_and_columns(smoke_run):
+    tables = smoke_run / "results" / "smoke" / "tables"
+    for name in ("table3", "table4", "table5"):
+        frame = pd.read_csv(tables / f"{name}.csv")
+        assert len(frame) > 0, name
+        values = frame["mean"].dropna()
+        assert ((values >= 0) & (values <= 100)).all(), name
+    md3 = (tables / "table3.md").read_text()
+    for family in ("S", "MK", "MQ", "MV"):
+        assert family in md3
+    md4 = (tables / "table4.md").read_text()
+    assert "Nested REFINE" in md4 and "SQuAD" in md4 and "Hotpot" in md4
+    md5 = (tables / "table5.md").read_text()
+    assert "QR" in md5 and "TC" in md5
+
+
+def test_figures_claims_and_report_exist(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for png in (out / "figures").glob("*.png"):
+        assert png.stat().st_size > 5000, png
+    assert len(list((out / "figures").glob("*.png"))) == 5
+    claims = pd.read_csv(out / "claims.csv")
+    assert set(claims["status"]) <= {"PASS", "FAIL", "NOT RUN"}
+    assert (out / "report" / "report.html").stat().st_size > 10000
+
+
+def test_second_run_does_nothing(smoke_run):
+    proc = snakemake(smoke_run, "-n", "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_deleted_record_reruns_only_its_job(smoke_run):
+    record = smoke_run / "results" / "smoke" / "evals" / "deltanet" / "post-ruler_squadqa-512-sft-s0" / "qa"
+    (record / "ruler_squadqa_512_ttt-none.json").unlink()
+    proc = snakemake(smoke_run, "-n", "--cores", "2", "--quiet", "rules", "evaluate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval_qa_post" in proc.stdout and "train_" not in proc.stdout, proc.stdout
+    proc = snakemake(smoke_run, "--cores", "2", "evaluate")
+    assert proc.returncode == 0 and (record / "ruler_squadqa_512_ttt-none.json").is_file()
+
+
+def test_tables_figures_report_rebuild_from_records_alone(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for name in ("tables", "figures", "report"):
+        shutil.rmtree(out / name)
+    shutil.rmtree(out / "models")  # no checkpoint is needed to rebuild the presentation layer
+    proc = snakemake(smoke_run, "--cores", "1", "tables", "figures", "report")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train_" not in proc.stderr and "eval_" not in proc.stderr
+    assert (out / "tables" / "table4.csv").is_file() and (out / "report" / "report.html").is_file()
+
+
+def slurm_answers() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    return subprocess.run(["sinfo"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.slurm
+def test_slurm_run_gives_the_local_records(smoke_run, tmp_path):
+    """The smoke DAG (DeltaNet half) through the real local SLURM gives the local run's records."""
+    if not slurm_answers():
+        pytest.skip("no local SLURM answers (start it with tests/slurm/start_local_slurm.sh)")
+    workdir = tmp_path / "slurm"
+    proc = snakemake(workdir, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm-ci"), "evaluate",
+                     config=('archs=["deltanet"]',), timeout=1800)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert list((workdir / "results" / "logs" / "slurm").rglob("*.log")), "no SLURM job logs"
+    local = smoke_run / "results" / "smoke" / "evals" / "deltanet"
+    remote = workdir / "results" / "smoke" / "evals" / "deltanet"
+    records = sorted(p.relative_to(remote) for p in remote.rglob("*.json"))
+    assert records and records == sorted(p.relative_to(local) for p in local.rglob("*.json"))
+    for rel in records:
+        a, b = (json.loads((root / rel).read_text()) for root in (local, remote))
+        for key in ("score", "n", "examples", "config_hash"):
+            assert a[key] == b[key], (rel, key)
