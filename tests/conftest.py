@@ -1,4 +1,5 @@
 """Shared fixtures: paths to the real evaluation data beside the project."""
+
 from pathlib import Path
 
 import pytest

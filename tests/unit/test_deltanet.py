@@ -1,4 +1,5 @@
 """DeltaNet model: cache consistency, padding invariance, generate, save/load and fla parameter parity."""
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
@@ -15,8 +16,9 @@ VOCAB, PAD, EOS = 64, 0, 2
 
 def make_model(seed=0, **overrides) -> DeltaNetForCausalLM:
     torch.manual_seed(seed)
-    config = tiny_config("deltanet", VOCAB, hidden_size=32, num_heads=2, pad_token_id=PAD, eos_token_id=EOS,
-                         **overrides)
+    config = tiny_config(
+        "deltanet", VOCAB, hidden_size=32, num_heads=2, pad_token_id=PAD, eos_token_id=EOS, **overrides
+    )
     return DeltaNetForCausalLM(config).eval()
 
 
@@ -93,8 +95,9 @@ def test_ntp_loss_ignores_masked_and_minus_100_targets():
     mask = torch.tensor([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]])  # labels[:, t + 1] is the target of logits[:, t]
     labels[1, 3] = -100
     keep = torch.tensor([[True, False, True, True], [True, True, False, True]])
-    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].clamp(min=0),
-                                                  reduction="none")
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2), labels[:, 1:].clamp(min=0), reduction="none"
+    )
     torch.testing.assert_close(ntp_loss(logits, labels, mask), per_token[keep].mean())
     assert ntp_loss(logits, torch.full_like(labels, -100)).item() == 0.0
 
@@ -140,8 +143,14 @@ def test_generate_left_padded_batch_equals_single_rows(model):
 
 def test_generate_sampling_is_seeded_and_respects_top_k():
     model, x = make_model(), tokens(3, 5)
-    kwargs = {"max_new_tokens": 8, "do_sample": True, "temperature": 0.7, "top_k": 5, "top_p": 0.9,
-              "eos_token_id": VOCAB + 1}
+    kwargs = {
+        "max_new_tokens": 8,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_k": 5,
+        "top_p": 0.9,
+        "eos_token_id": VOCAB + 1,
+    }
     a = model.generate(x, generator=torch.Generator().manual_seed(0), **kwargs)
     b = model.generate(x, generator=torch.Generator().manual_seed(0), **kwargs)
     torch.testing.assert_close(a, b, atol=0, rtol=0)
@@ -176,8 +185,9 @@ class StopAfter(StoppingCriteria):
 
 def test_generate_honours_stopping_criteria(model):
     x = tokens(2, 6)
-    out = model.generate(x, max_length=50, stopping_criteria=StoppingCriteriaList([StopAfter(6, 3)]),
-                         eos_token_id=VOCAB + 1)
+    out = model.generate(
+        x, max_length=50, stopping_criteria=StoppingCriteriaList([StopAfter(6, 3)]), eos_token_id=VOCAB + 1
+    )
     assert out.shape == (2, 9)
 
 
@@ -201,11 +211,20 @@ def test_tied_embeddings(tmp_path):
 
 
 EXPECTED_LAYER_SHAPES = {  # fla 0.6.0 names (fla/layers/delta_net.py:128-168, modeling_delta_net.py)
-    "attn_norm.weight": (32,), "attn.q_proj.weight": (32, 32), "attn.k_proj.weight": (32, 32),
-    "attn.v_proj.weight": (32, 32), "attn.b_proj.weight": (2, 32), "attn.q_conv1d.weight": (32, 1, 4),
-    "attn.k_conv1d.weight": (32, 1, 4), "attn.v_conv1d.weight": (32, 1, 4), "attn.o_norm.weight": (16,),
-    "attn.o_proj.weight": (32, 32), "mlp_norm.weight": (32,), "mlp.gate_proj.weight": (256, 32),
-    "mlp.up_proj.weight": (256, 32), "mlp.down_proj.weight": (32, 256),
+    "attn_norm.weight": (32,),
+    "attn.q_proj.weight": (32, 32),
+    "attn.k_proj.weight": (32, 32),
+    "attn.v_proj.weight": (32, 32),
+    "attn.b_proj.weight": (2, 32),
+    "attn.q_conv1d.weight": (32, 1, 4),
+    "attn.k_conv1d.weight": (32, 1, 4),
+    "attn.v_conv1d.weight": (32, 1, 4),
+    "attn.o_norm.weight": (16,),
+    "attn.o_proj.weight": (32, 32),
+    "mlp_norm.weight": (32,),
+    "mlp.gate_proj.weight": (256, 32),
+    "mlp.up_proj.weight": (256, 32),
+    "mlp.down_proj.weight": (32, 256),
 }
 
 
@@ -229,7 +248,9 @@ def test_state_dict_equals_fla_delta_net():
         fla_config = FlaConfig(**config.to_diff_dict())
         with torch.device("meta"):
             ours, theirs = DeltaNetForCausalLM(config), FlaDeltaNet(fla_config)
-        assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+        assert {k: v.shape for k, v in ours.state_dict().items()} == {
+            k: v.shape for k, v in theirs.state_dict().items()
+        }
 
 
 def test_paper_config_matches_the_hub_model():

@@ -112,9 +112,7 @@ def test_builtin_niah_single_1_offline(tmp_path):
         key = re.search(r"magic number for (\S+) mentioned", ctx).group(1)
         return re.search(rf"magic numbers? for {re.escape(key)} is: (\d+)", ctx).group(1)
 
-    res = run_builtin_niah(
-        Planted(oracle), ["niah_single_1"], [512], 1024, tokenizer=tmp_path / "tok", limit=3
-    )
+    res = run_builtin_niah(Planted(oracle), ["niah_single_1"], [512], 1024, tokenizer=tmp_path / "tok", limit=3)
     assert res["niah_single_1"][512]["score"] == 100.0 and res["niah_single_1"][512]["n"] == 3
 
 

@@ -139,9 +139,7 @@ def test_longbench_metrics_match_lm_eval(monkeypatch):
         for truth in texts[:3] + ["Other number", "City", "Date"]:
             assert M.qa_f1(pred, truth) == ref.qa_f1_score(pred, truth)
             assert M.rouge_l(pred, truth) == ref.rouge_score(pred, truth)
-            assert M.classification(pred, truth) == ref.classification_score(
-                pred, truth, all_classes=M.TREC_CLASSES
-            )
+            assert M.classification(pred, truth) == ref.classification_score(pred, truth, all_classes=M.TREC_CLASSES)
             if pred.strip():  # lm-eval falls back to "" and skips blank lines; ReFINE keeps the prediction
                 assert M.code_sim(pred, truth) == ref.code_sim_score(pred, truth)
     assert M.classification("ab", "ab", ["a", "b", "ab"]) == ref.classification_score(

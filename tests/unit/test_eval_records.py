@@ -41,9 +41,7 @@ def test_round_trip(tmp_path):
     on_disk = json.loads(path.read_text())
     assert on_disk == written
     assert next(iter(on_disk)) == "schema" and on_disk["schema"] == 1 and list(on_disk)[-1] == "examples"
-    assert (
-        on_disk["config_hash"] == R.config_hash({"max_gen_toks": 128}) and len(on_disk["config_hash"]) == 40
-    )
+    assert on_disk["config_hash"] == R.config_hash({"max_gen_toks": 128}) and len(on_disk["config_hash"]) == 40
     assert on_disk["created"].startswith("20")
     R.write_record(tmp_path / "b.json", **_fields(task="niah_multikey_1", score=100.0))
     (tmp_path / "not_a_record.json").write_text("[1, 2]")

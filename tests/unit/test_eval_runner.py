@@ -104,8 +104,7 @@ def test_right_truncation_left_padding_eos_and_per_prompt_budget(caplog):
     assert call["prompts"] == ["ab", "abcde"]  # first tokens kept
     assert call["input_ids"].shape == (2, 5)  # padded to the budget
     assert (
-        call["mask"].tolist() == [[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]]
-        and call["input_ids"][0, :3].tolist() == [PAD] * 3
+        call["mask"].tolist() == [[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]] and call["input_ids"][0, :3].tolist() == [PAD] * 3
     )
     assert call["max_new"] == 8
     assert out == ["yes", "ye"]  # stops at EOS; the second prompt's own budget is 2
@@ -113,10 +112,7 @@ def test_right_truncation_left_padding_eos_and_per_prompt_budget(caplog):
 
 
 def _qa_rows():
-    return [
-        {"index": 10 + i, "prompt": f"Q{i}", "answer": [f"A{i}", "alt"], "task": "ruler_squadqa"}
-        for i in range(4)
-    ]
+    return [{"index": 10 + i, "prompt": f"Q{i}", "answer": [f"A{i}", "alt"], "task": "ruler_squadqa"} for i in range(4)]
 
 
 def test_evaluate_qa_scores_and_examples():
@@ -185,10 +181,7 @@ def test_cli_qa_writes_a_record(tmp_path, monkeypatch):
     data, out = tmp_path / "qa.parquet", tmp_path / "rec.json"
     pd.DataFrame(_qa_rows()).to_parquet(data)
     monkeypatch.setattr(cmd, "load_model", lambda *a: (StubModel(lambda p: "A" + p[1:]), CharTokenizer()))
-    assert (
-        _cli(data, out, "--model-name", "mid-sft-s3", "--cfg", '{"max_prompt_length": 16, "batch_size": 2}')
-        == 0
-    )
+    assert _cli(data, out, "--model-name", "mid-sft-s3", "--cfg", '{"max_prompt_length": 16, "batch_size": 2}') == 0
     rec = json.loads(out.read_text())
     assert (rec["stage"], rec["method"], rec["seed"], rec["ttt"]) == ("mid", "sft", 3, "none")
     assert (rec["family"], rec["task"], rec["score"], rec["n"], rec["length"]) == (

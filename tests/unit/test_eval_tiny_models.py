@@ -40,9 +40,7 @@ def checkpoint(request, tmp_path_factory):
 def test_batched_left_padded_generation_equals_single(checkpoint):
     folder, model, tokenizer = checkpoint
     if folder.name == "lact":
-        pytest.skip(
-            "LaCT's fast-weight branch ignores the attention mask (spec 10.6): padding changes outputs"
-        )
+        pytest.skip("LaCT's fast-weight branch ignores the attention mask (spec 10.6): padding changes outputs")
     prompts = [filler_text(random.Random(100 + i), 10 + 7 * i) for i in range(4)]
     single = [
         generate_responses(
@@ -55,9 +53,7 @@ def test_batched_left_padded_generation_equals_single(checkpoint):
     ]
     assert len(set(single)) == len(prompts)  # distinct continuations, so the comparison means something
     for pad_to_budget in (False, True):
-        cfg = GenerationConfig(
-            max_prompt_length=64, max_new_tokens=6, batch_size=4, pad_to_budget=pad_to_budget
-        )
+        cfg = GenerationConfig(max_prompt_length=64, max_new_tokens=6, batch_size=4, pad_to_budget=pad_to_budget)
         assert generate_responses(model, tokenizer, prompts, cfg) == single
 
 

@@ -18,15 +18,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a single torch thread avoids oversubscribing the shared CPU (15x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model(seed=0, **overrides) -> LaCTForCausalLM:
     """Tiny LaCT with all parameters perturbed (so scale/offset/norm weights are not trivially 1/0)."""
     torch.manual_seed(seed)
@@ -140,9 +131,7 @@ def test_official_mode_layer_equals_padded_layout_computation():
         fq, fk, fv = (F.silu(heads(z, 2)) for z in (fq, fk, v))
         fq, fk = (rotary_embedding(heads(l2_normalize(z), 4), positions, cfg.rope_theta) for z in (fq, fk))
         fold = lambda z: z.reshape(b, t, 2, -1).transpose(1, 2).flatten(0, 1)
-        lr = (
-            F.softplus(layer.lr_proj(x) + layer.base_lr_inv).reshape(b, t, 2, 3).transpose(1, 2).flatten(0, 1)
-        )
+        lr = F.softplus(layer.lr_proj(x) + layer.base_lr_inv).reshape(b, t, 2, 3).transpose(1, 2).flatten(0, 1)
         w0, w1, w2 = (w.repeat(b, 1, 1) for w in layer.initial_weights())
         fast = lact_swiglu_reference(
             w0,
@@ -214,9 +203,7 @@ def test_save_load_and_auto_classes(tmp_path):
     assert isinstance(loaded, LaCTForCausalLM)
     ids, mask = batch(seed=7)
     with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits
-        )
+        torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
 
 
 def test_configs():

@@ -1,4 +1,5 @@
 """Delta rule: the chunked (WY) form equals the token loop in values, final state and gradients."""
+
 import importlib.util
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def test_output_dtype_follows_input_and_state_is_fp32():
 def test_dispatch_on_cpu_uses_the_torch_ops(length):
     inputs = [t.detach() for t in make_inputs(length=length)]
     o, s = delta_rule(*inputs[:4], initial_state=inputs[4], output_final_state=True, use_qk_l2norm=True)
-    o_ref, s_ref = delta_rule_recurrent(*inputs[:4], initial_state=inputs[4], output_final_state=True,
-                                        use_qk_l2norm=True)
+    o_ref, s_ref = delta_rule_recurrent(
+        *inputs[:4], initial_state=inputs[4], output_final_state=True, use_qk_l2norm=True
+    )
     torch.testing.assert_close(o, o_ref, **TOL)
     torch.testing.assert_close(s, s_ref, **TOL)
 

@@ -19,15 +19,6 @@ from refine.ops.window_attn import rotary_embedding, window_attention, window_at
 N, L, D, DH, CHUNK = 3, 29, 8, 12, 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a single torch thread avoids oversubscribing the shared CPU (15x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(seed=0, lr_cols=(1, 1, 1), dh=DH):
     """Weights, q/k/v, per-token lrs and momentum gates shaped like LaCTLayer's (heads folded into N)."""
     gen = torch.Generator().manual_seed(seed)
@@ -63,9 +54,7 @@ def test_fast_matches_reference_values_and_grads(prenorm, use_momentum):
 def test_per_column_learning_rates():
     args, momentum = _inputs(seed=1, lr_cols=(D, D, D), dh=D)
     fast = lact_swiglu(*args, momentum, chunk_size=CHUNK)
-    torch.testing.assert_close(
-        fast, lact_swiglu_reference(*args, momentum, chunk_size=CHUNK), rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(fast, lact_swiglu_reference(*args, momentum, chunk_size=CHUNK), rtol=1e-5, atol=1e-5)
 
 
 def test_muon_matches_reference():
@@ -125,9 +114,7 @@ def test_window_attention_matches_reference(monkeypatch, query_block, padded):
     mask = mask if padded else None
     out, ref = window_attention(q, k, v, 5, mask), window_attention_reference(q, k, v, 5, mask)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
-    for g_out, g_ref in zip(
-        torch.autograd.grad(out.sum(), (q, k, v)), torch.autograd.grad(ref.sum(), (q, k, v))
-    ):
+    for g_out, g_ref in zip(torch.autograd.grad(out.sum(), (q, k, v)), torch.autograd.grad(ref.sum(), (q, k, v))):
         torch.testing.assert_close(g_out, g_ref, rtol=1e-5, atol=1e-6)
     if padded:
         assert out[0, :6].abs().max() == 0  # padded queries output 0 (flash-attn varlen + pad_input)

@@ -1,4 +1,5 @@
 """Short causal convolution and RMSNorm against their references."""
+
 import pytest
 import torch
 import torch.nn.functional as F

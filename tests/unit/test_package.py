@@ -20,7 +20,7 @@ def test_import_does_not_touch_fla_or_cuda():
 def test_import_registers_both_models():
     out = run_python(
         "import refine; from transformers import AutoConfig; "
-        "print(AutoConfig.for_model('delta_net').__class__.__module__, AutoConfig.for_model('lact_swiglu').__class__.__module__)"
+        "print(*(AutoConfig.for_model(t).__class__.__module__ for t in ('delta_net', 'lact_swiglu')))"
     )
     assert out.split() == ["refine.models.deltanet", "refine.models.lact"]
 

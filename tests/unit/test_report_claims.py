@@ -1,5 +1,6 @@
 """Claim checks: the paper's own numbers give the spec's recomputed effects; records built to pass or fail
 each kind of check do."""
+
 import pandas as pd
 import pytest
 from test_report_synth import paper_frame, write_metrics
@@ -16,8 +17,7 @@ def frame():
 
 
 def _claims(frame, metrics=None, **kw):
-    return run_claims(build_all(frame, **kw), metrics if metrics is not None else load_metrics(None))\
-        .set_index("claim")
+    return run_claims(build_all(frame, **kw), metrics if metrics is not None else load_metrics(None)).set_index("claim")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,9 @@ def test_records_equal_to_the_paper_reproduce_its_outcomes(synthetic):
 def test_swapped_methods_fail(frame):
     swapped = frame.copy()
     mid = swapped["stage"] == "mid"
-    swapped.loc[mid, "method"] = swapped.loc[mid, "method"].map({"sft": "refine", "refine": "sft"}).fillna(
-        swapped.loc[mid, "method"])
+    swapped.loc[mid, "method"] = (
+        swapped.loc[mid, "method"].map({"sft": "refine", "refine": "sft"}).fillna(swapped.loc[mid, "method"])
+    )
     claims = _claims(swapped)
     assert claims.loc["1.headline_mid.lact", "status"] == "FAIL"
     assert claims.loc["3.qa_mid_refine_gt_sft.HotpotQA.deltanet", "status"] == "FAIL"

@@ -1,4 +1,5 @@
 """`refine report ...`: every subcommand writes its outputs from a records folder."""
+
 import argparse
 
 import pandas as pd
@@ -25,8 +26,9 @@ def results(tmp_path_factory):
 
 def test_build(results):
     out = results / "report"
-    assert _run("build", "--records", str(results / "evals"), "--metrics", str(results / "train"),
-                "--out", str(out)) == 0
+    assert (
+        _run("build", "--records", str(results / "evals"), "--metrics", str(results / "train"), "--out", str(out)) == 0
+    )
     assert (out / "tables" / "table4_paper.tex").is_file() and (out / "figures" / "fig4_val_ntp_acc.pdf").is_file()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64") == 5 and "Table 4" in html

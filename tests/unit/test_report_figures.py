@@ -1,4 +1,5 @@
 """Every figure is written as a non-empty PNG and PDF, with and without data."""
+
 from pathlib import Path
 
 import pytest

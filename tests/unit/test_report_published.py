@@ -1,4 +1,5 @@
 """Published numbers: layout matches the report's tables, averages and printed relative gains re-add."""
+
 import numpy as np
 import pytest
 
@@ -39,6 +40,7 @@ def test_ablation_relative_gains_match_the_printed_ones():
     def gains(name, arch, ours):
         row = published(name).loc[(arch,)].droplevel(0)
         return [round(100 * (row[ours] / row[k] - 1), 1) for k in row.index if k != ours]
+
     assert gains("table6", "lact", "R^φ (cos)") == [1.8]
     assert gains("table6", "deltanet", "R^φ (cos)") == [3.0]
     assert gains("table7", "lact", "Entropy-weighted") == [4.3, 3.0, 1.8]

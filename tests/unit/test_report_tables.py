@@ -1,4 +1,5 @@
 """Tables from synthetic records: the paper's layout, means and 95% CIs over seeds, best marks, n/a cells."""
+
 import math
 
 import pandas as pd
@@ -74,8 +75,9 @@ def test_missing_cells_are_na_and_listed():
 
 def test_post_models_count_only_on_their_own_task_and_length():
     rows = paper_records(tables=("table4",))
-    stray = dict(next(r for r in rows if r["model"].startswith("post-squadqa-1024-nested_sft")),
-                 task="hotpotqa", score=99.0)
+    stray = dict(
+        next(r for r in rows if r["model"].startswith("post-squadqa-1024-nested_sft")), task="hotpotqa", score=99.0
+    )
     t4 = build(records_frame(rows + [stray]), specs()["table4"])
     assert t4.mean.loc[("lact", "REFINE", "Nested SFT", "–"), ("HotpotQA", "4K")] == pytest.approx(24.0)
 
@@ -105,7 +107,12 @@ def test_stats():
 
 def test_model_names():
     assert parse_model("post-squadqa-1024-nested_refine-s2") == {
-        "stage": "post", "post_task": "squadqa", "post_length": "1024", "method": "nested_refine", "seed": 2}
+        "stage": "post",
+        "post_task": "squadqa",
+        "post_length": "1024",
+        "method": "nested_refine",
+        "seed": 2,
+    }
     assert parse_model("mid-refine_k3-s0")["method"] == "refine_k3"
     with pytest.raises(ValueError):
         parse_model("mystery")

@@ -20,15 +20,6 @@ VOCAB, LENGTH, PADS = 64, 96, 11
 CFG = RefineConfig(c=4, k=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread: these ops are tiny and the test machine's cores are shared (10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model(arch: str, **overrides):
     """A tiny fp32 model in eval mode; skips while the architecture is not available."""
     try:
@@ -56,9 +47,7 @@ def rollouts_of_both_engines(model, ids, mask, cfg=CFG):
     entropy = scans["recompute"].entropy
     positions = select_positions(entropy, mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, torch.Generator())
     return {
-        name: collect_rollouts(
-            engine, model, ids, mask, positions, scans[name], cfg, torch.Generator().manual_seed(1)
-        )
+        name: collect_rollouts(engine, model, ids, mask, positions, scans[name], cfg, torch.Generator().manual_seed(1))
         for name, engine in ENGINES.items()
     }
 
@@ -66,12 +55,8 @@ def rollouts_of_both_engines(model, ids, mask, cfg=CFG):
 def total_loss_and_grads(model, engine, ids, mask, rollouts, advantages):
     model.zero_grad()
     found = engine.scan(model, ids, mask, CFG.c)  # with gradient: the snapshot engine's update trunk
-    ntp, logp = engine.forward(
-        model, ids, mask, rollouts.seq_index, rollouts.positions, rollouts.tokens, 1.0, found
-    )
-    loss = refine_loss(
-        ntp, ppo_clip_loss(logp, rollouts.old_logp, advantages)[0], CFG.lambda_sft, CFG.lambda_rl
-    )
+    ntp, logp = engine.forward(model, ids, mask, rollouts.seq_index, rollouts.positions, rollouts.tokens, 1.0, found)
+    loss = refine_loss(ntp, ppo_clip_loss(logp, rollouts.old_logp, advantages)[0], CFG.lambda_sft, CFG.lambda_rl)
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
@@ -79,9 +64,7 @@ def total_loss_and_grads(model, engine, ids, mask, rollouts, advantages):
 SMALL_LACT = {"lact_chunk_size": 16, "window_size": 24}  # several update chunks and a full window within L
 
 
-@pytest.mark.parametrize(
-    "arch, overrides", [("deltanet", {}), ("lact", {"pad_invariant": True, **SMALL_LACT})]
-)
+@pytest.mark.parametrize("arch, overrides", [("deltanet", {}), ("lact", {"pad_invariant": True, **SMALL_LACT})])
 def test_engines_agree(arch, overrides):
     model = make_model(arch, **overrides)
     ids, mask = make_batch()
@@ -96,9 +79,7 @@ def test_engines_agree(arch, overrides):
 
     advantages = grpo_advantages(rewards["recompute"]["cosine"], ref.groups)
     # a second, off-policy old_logp makes ratios != 1 so the clipping paths carry gradient too
-    ref.old_logp = ref.old_logp + 0.3 * torch.randn(
-        ref.old_logp.shape, generator=torch.Generator().manual_seed(2)
-    )
+    ref.old_logp = ref.old_logp + 0.3 * torch.randn(ref.old_logp.shape, generator=torch.Generator().manual_seed(2))
     loss_ref, grads_ref = total_loss_and_grads(model, ENGINES["recompute"], ids, mask, ref, advantages)
     loss_snap, grads_snap = total_loss_and_grads(model, ENGINES["snapshot"], ids, mask, ref, advantages)
     torch.testing.assert_close(loss_snap, loss_ref, atol=1e-5, rtol=1e-5)
@@ -130,9 +111,7 @@ def test_lact_official_padding_changes_the_recompute_layout_only():
         # the snapshot engine is self-consistent in either mode: its checkpointed trunk reproduces the
         # full-sequence NTP loss, and its update forward (one batch of branches per start under official
         # padding) its own sampling log-probs
-        ntp, logp = ENGINES["snapshot"].forward(
-            model, ids, mask, ro.seq_index, ro.positions, ro.tokens, 1.0, found
-        )
+        ntp, logp = ENGINES["snapshot"].forward(model, ids, mask, ro.seq_index, ro.positions, ro.tokens, 1.0, found)
         torch.testing.assert_close(ntp, ntp_loss(model(ids, attention_mask=mask).logits, ids, mask))
         torch.testing.assert_close(logp, ro.old_logp, atol=1e-5, rtol=0)
 
@@ -151,9 +130,7 @@ def test_entropy_from_logits():
     torch.testing.assert_close(entropy_from_logits(logits), -(p * p.log()).sum(-1))
 
 
-@pytest.mark.parametrize(
-    "arch, overrides", [("deltanet", {}), ("lact", {"pad_invariant": True, **SMALL_LACT})]
-)
+@pytest.mark.parametrize("arch, overrides", [("deltanet", {}), ("lact", {"pad_invariant": True, **SMALL_LACT})])
 def test_engines_agree_with_n_rollouts_and_shared_starts(arch, overrides):
     """n = 2 rollouts per position, two chunks of one sequence clamped to the same start, and a start shared
     across sequences: the snapshot engine's batching of branches must keep the row order."""

@@ -63,9 +63,7 @@ def test_first_mini_batch_is_on_policy_and_loss_is_weighted():
     _, opt, metrics = run(RefineConfig(c=4, k=5, lambda_sft=0.5, lambda_rl=0.4), model)
     assert metrics["ppo_kl"] == pytest.approx(0.0, abs=1e-6) and metrics["clip_frac"] == 0.0
     assert metrics["ntp_loss"] == pytest.approx(ntp.item(), rel=1e-6)
-    assert opt.losses[0].item() == pytest.approx(
-        0.5 * metrics["ntp_loss"] + 0.4 * metrics["ppo_loss"], rel=1e-6
-    )
+    assert opt.losses[0].item() == pytest.approx(0.5 * metrics["ntp_loss"] + 0.4 * metrics["ppo_loss"], rel=1e-6)
 
 
 def test_both_engines_make_the_same_update():

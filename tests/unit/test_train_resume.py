@@ -67,9 +67,7 @@ def test_killed_run_resumes_bit_identical(toy, tmp_path):
     saved_at = int((killed / "state" / "latest").read_text().split("-")[1])
     assert saved_at < 3
 
-    resumed = subprocess.Popen(
-        command(toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    resumed = subprocess.Popen(command(toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stages.mid(
         MidConfig.from_dict(CFG),
         method="refine",
@@ -83,9 +81,7 @@ def test_killed_run_resumes_bit_identical(toy, tmp_path):
     assert f"resumed from {killed / 'state' / f'step-{saved_at}'} at step {saved_at}" in resumed.stderr.read()
 
     def losses(run):
-        return [
-            (r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-        ]
+        return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
 
     assert losses(killed) == losses(whole) and [s for s, _ in losses(whole)] == [1, 2, 3]
     a, b = weights(whole / "out"), weights(killed / "out")

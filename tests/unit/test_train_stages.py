@@ -107,8 +107,5 @@ def test_lact_pretrains_and_mid_trains_with_refine(toy, tmp_path):
         out=tmp_path / "mid",
         metrics=tmp_path / "m.jsonl",
     )
-    assert (
-        trainer.opt.taken == 2
-        and stages.load_pretrained(tmp_path / "mid")[0].config.model_type == "lact_swiglu"
-    )
+    assert trainer.opt.taken == 2 and stages.load_pretrained(tmp_path / "mid")[0].config.model_type == "lact_swiglu"
     assert [r["split"] for r in rows(tmp_path / "m.jsonl")] == ["val", "train"]

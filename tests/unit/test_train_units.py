@@ -38,9 +38,7 @@ def test_stage_defaults_are_the_papers():
 
 
 def test_from_dict_merges_nested_and_rejects_unknown_keys():
-    cfg = PostConfig.from_dict(
-        {"batch_size": 4, "optim": {"lr": 1e-3, "betas": [0.9, 0.95]}, "refine": {"k": 3}}
-    )
+    cfg = PostConfig.from_dict({"batch_size": 4, "optim": {"lr": 1e-3, "betas": [0.9, 0.95]}, "refine": {"k": 3}})
     assert cfg.batch_size == 4 and cfg.optim.betas == (0.9, 0.95) and cfg.optim.weight_decay == 0.01
     assert cfg.refine.k == 3 and cfg.refine.reward == "hybrid"  # the stage's other defaults stay
     with pytest.raises(ValueError, match=r"PostConfig.refine: unknown key\(s\) \['kk'\]"):
@@ -73,9 +71,7 @@ def test_schedule_constant_warmup_and_cosine():
 
     assert lrs(OptimConfig(lr=1.0), 3) == [1.0, 1.0, 1.0]
     cos = lrs(OptimConfig(lr=1.0, schedule="cosine", warmup_steps=2, min_lr_ratio=0.1), 6)
-    assert cos[:3] == [0.5, 1.0, 1.0] and cos[-1] == pytest.approx(
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75))
-    )
+    assert cos[:3] == [0.5, 1.0, 1.0] and cos[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75)))
 
 
 def test_non_finite_loss_is_skipped_and_counted_never_written():
@@ -114,9 +110,7 @@ def test_state_roundtrip_and_latest_pointer(tmp_path):
     optimizer.step()
     for step in (1, 2):
         state.save(step, model, optimizer, scheduler, {"rollout": gen}, note=step)
-    assert state.latest().name == "step-2" and [p.name for p in (tmp_path / "state").glob("step-*")] == [
-        "step-2"
-    ]
+    assert state.latest().name == "step-2" and [p.name for p in (tmp_path / "state").glob("step-*")] == ["step-2"]
     expected_draw = torch.rand(3, generator=gen)
     expected_global = torch.rand(2)
     clone = torch.nn.Linear(3, 2)
@@ -125,9 +119,7 @@ def test_state_roundtrip_and_latest_pointer(tmp_path):
     saved = state.load(clone, opt2, build_scheduler(opt2, OptimConfig(lr=0.1), 10), {"rollout": gen2})
     assert saved["step"] == 2 and saved["note"] == 2
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), clone.state_dict().values()))
-    assert torch.equal(torch.rand(3, generator=gen2), expected_draw) and torch.equal(
-        torch.rand(2), expected_global
-    )
+    assert torch.equal(torch.rand(3, generator=gen2), expected_draw) and torch.equal(torch.rand(2), expected_global)
     assert TrainState(None, Dist()).load(clone, opt2, None, {}) is None
     other = TrainState(tmp_path / "state", Dist(), fingerprint="another config")
     assert other.load(clone, opt2, None, {}) is None
@@ -166,9 +158,7 @@ def test_cli_length_sets_the_prompt_budget_and_missing_options_are_named():
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    post = parser.parse_args(
-        ["train", "--stage", "post", "--length", "1024", "--cfg", '{"max_answer_length": 16}']
-    )
+    post = parser.parse_args(["train", "--stage", "post", "--length", "1024", "--cfg", '{"max_answer_length": 16}'])
     assert stage_config(post, post.length[0]).max_length == 1024 - 16  # spec 5.2: L - answer budget
     ttt = parser.parse_args(["train", "--stage", "ttt", "--length", "4096"])
     assert stage_config(ttt, 4096).generation.max_prompt_length == 4096 - 32  # spec 5.3: 16384 - 32 at full scale

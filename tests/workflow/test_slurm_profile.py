@@ -422,9 +422,7 @@ def test_local_slurm_torchrun_world_of_two(tmp_path):
 
     # The job SLURM ran asked for 2 GPUs (MinJobAge keeps it visible to scontrol).
     [job_id] = job_ids
-    show = subprocess.run(
-        ["scontrol", "show", "job", job_id], check=False, capture_output=True, text=True, timeout=15
-    )
+    show = subprocess.run(["scontrol", "show", "job", job_id], check=False, capture_output=True, text=True, timeout=15)
     assert "TresPerJob=gres:gpu:2" in show.stdout, show.stdout
     assert "CpusPerTres=gres:gpu:1" in show.stdout, show.stdout  # cpus_per_gpu, as in the paper profile
     assert "Partition=debug" in show.stdout

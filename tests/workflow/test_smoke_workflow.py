@@ -35,14 +35,20 @@ def expected_records() -> list[str]:
     archs, lengths = SMOKE["archs"], SMOKE["lengths"]
     out = []
     for a in archs:
-        out += [f"{a}/{m}/niah/{t}_{n}_ttt-none.json" for m in MODELS_MID for t in SMOKE["niah"]["tasks"] for n in lengths]
+        out += [
+            f"{a}/{m}/niah/{t}_{n}_ttt-none.json" for m in MODELS_MID for t in SMOKE["niah"]["tasks"] for n in lengths
+        ]
         for t in ["ruler_squadqa", "ruler_hotpotqa"]:
             for n in lengths:
                 out += [f"{a}/{m}/qa/{t}_{n}_ttt-none.json" for m in MODELS_MID]
                 out += [f"{a}/post-{t}-{n}-{m}-s0/qa/{t}_{n}_ttt-{ttt}.json" for m, ttt in POST_ROWS]
         rows = [("base", "none"), ("mid-sft-s0", "none"), ("mid-refine-s0", "none"), ("mid-refine-s0", "sft"),
                 ("mid-refine-s0", "refine")]  # fmt: skip
-        out += [f"{a}/{m}/longbench/{t}_{lengths[-1]}_ttt-{ttt}.json" for m, ttt in rows for t in SMOKE["longbench"]["tasks"]]
+        out += [
+            f"{a}/{m}/longbench/{t}_{lengths[-1]}_ttt-{ttt}.json"
+            for m, ttt in rows
+            for t in SMOKE["longbench"]["tasks"]
+        ]
     return out
 
 

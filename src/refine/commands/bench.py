@@ -5,6 +5,7 @@ Prints (and with ``--json`` writes) two measurements:
 * peak memory allocated while decoding one token after a short and a long context, per model in
   :data:`DECODE_MODELS` (a recurrent model should be flat).
 """
+
 from __future__ import annotations
 
 import functools
@@ -126,9 +127,7 @@ def run_refine(args) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = RefineConfig.from_dict(load_cfg(args.cfg))
-    results = [
-        bench_refine(arch, args.length, args.batch, BENCH_VOCAB, cfg, args.repeats) for arch in args.archs
-    ]
+    results = [bench_refine(arch, args.length, args.batch, BENCH_VOCAB, cfg, args.repeats) for arch in args.archs]
     for result in results:
         print(format_result(result))
     if args.json:

@@ -192,15 +192,11 @@ def add_parser(subparsers) -> None:
         if name == "checkpoint":
             p.add_argument("--repo", required=True, help="hub id, e.g. fla-hub/delta_net-1.3B-100B")
         elif name == "tokenizer":
-            p.add_argument(
-                "--corpus", nargs="+", required=True, help="parquet/jsonl files with a text column"
-            )
+            p.add_argument("--corpus", nargs="+", required=True, help="parquet/jsonl files with a text column")
         else:
             p.add_argument("--tokenizer", default=None, help="tokenizer directory (or hub id)")
         if name == "corpus":
             p.add_argument("--val-out", default=None, help="validation documents (parquet/jsonl)")
         if name == "niah":
-            p.add_argument(
-                "--essay", default=None, help="text file for the essay haystack (default: synthetic)"
-            )
+            p.add_argument("--essay", default=None, help="text file for the essay haystack (default: synthetic)")
         p.set_defaults(func=func)

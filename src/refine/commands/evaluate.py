@@ -47,7 +47,9 @@ def iter_cells(args: argparse.Namespace) -> list[Cell]:
     for name, values in lists.items():
         if len(values) not in (1, n):
             raise ValueError(f"--{name.replace('_', '-')}: {len(values)} values for {n} --out records (give 1 or {n})")
-    return [Cell(out=out, **{k: v[i] if len(v) == n else v[0] for k, v in lists.items()}) for i, out in enumerate(args.out)]
+    return [
+        Cell(out=out, **{k: v[i] if len(v) == n else v[0] for k, v in lists.items()}) for i, out in enumerate(args.out)
+    ]
 
 
 def record_fields(args: argparse.Namespace, cell: Cell, family: str, ttt: str = "none") -> dict:
@@ -139,7 +141,9 @@ def _niah(args, cells: list[Cell], device: str, cfg_dict: dict):
     results = []
     for c in cells:
         if c.length not in scores[c.task]:
-            raise ValueError(f"{c.data}: no {c.task} documents with max_length {c.length} (found {sorted(scores[c.task])})")
+            raise ValueError(
+                f"{c.data}: no {c.task} documents with max_length {c.length} (found {sorted(scores[c.task])})"
+            )
         results.append({"family": "niah", "metric": "string_match_all", **scores[c.task][c.length]})
     return results, cfg
 
@@ -160,4 +164,3 @@ def add_parser(subparsers) -> None:
         f.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
         add_cell_args(f, data_required=family != "niah")
         f.set_defaults(func=run)
-

@@ -4,6 +4,7 @@ Subcommands share the inputs ``--records DIR`` (an ``evals`` folder of JSON reco
 ``train`` folder of ``metrics.jsonl``; optional), ``--niah-map JSON`` and ``--ablation-family``; each writes
 its files under ``--out DIR`` atomically (temporary file + rename).
 """
+
 from __future__ import annotations
 
 import json
@@ -88,18 +89,27 @@ def build(args) -> int:
 def add_parser(subparsers) -> None:
     group = subparsers.add_parser("report", help="tables, figures and claim checks from records")
     sub = group.add_subparsers(dest="report_command", required=True, metavar="<subcommand>")
-    for name, func, help_ in (("tables", tables, "tables 3-7, E.1, E.2, Fig. 5 data (csv/md/tex + vs paper)"),
-                              ("figures", figures, "Fig. 4, E.1, E.3, 5 and the REFINE-SFT summary (png/pdf)"),
-                              ("claims", claims, "spec section 9 claims: PASS/FAIL/NOT RUN (csv/md)"),
-                              ("build", build, "all of the above plus report.md and a self-contained report.html")):
+    for name, func, help_ in (
+        ("tables", tables, "tables 3-7, E.1, E.2, Fig. 5 data (csv/md/tex + vs paper)"),
+        ("figures", figures, "Fig. 4, E.1, E.3, 5 and the REFINE-SFT summary (png/pdf)"),
+        ("claims", claims, "spec section 9 claims: PASS/FAIL/NOT RUN (csv/md)"),
+        ("build", build, "all of the above plus report.md and a self-contained report.html"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--records", required=True, help="folder of evaluation records (results/{exp}/evals)")
         p.add_argument("--metrics", help="folder of training metrics (results/{exp}/train); optional")
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--niah-map", help='JSON {"S": "niah_single_1", "MK": ..., "MQ": ..., "MV": ...} (spec 7.4)')
-        p.add_argument("--ablation-family", default="longbench", choices=["longbench", "qa", "niah", "short"],
-                       help="family averaged in the ablation tables and Fig. 5 (paper: longbench)")
+        p.add_argument(
+            "--ablation-family",
+            default="longbench",
+            choices=["longbench", "qa", "niah", "short"],
+            help="family averaged in the ablation tables and Fig. 5 (paper: longbench)",
+        )
         if name in ("tables", "build"):
-            p.add_argument("--paper-config", action="store_true",
-                           help="the run used the paper's configuration: add Δ (ours - paper) rows")
+            p.add_argument(
+                "--paper-config",
+                action="store_true",
+                help="the run used the paper's configuration: add Δ (ours - paper) rows",
+            )
         p.set_defaults(func=func)

@@ -88,9 +88,7 @@ def niah_document(rng: random.Random, n_words: int) -> str:
     words_per_unit = {"essay": 1, "noise": len(niah.NOISE.split()), "needle": 12}[variant.haystack]
     units = max(max(variant.num_k, variant.num_q) * variant.num_v, (n_words - 60) // words_per_unit)
     essay = niah.essay_words(filler_text(rng, units)) if variant.haystack == "essay" else None
-    text, answers, prefix = niah.niah_sample(
-        rng, variant, units, essay, part="train", shuffle_seed=rng.getrandbits(32)
-    )
+    text, answers, prefix = niah.niah_sample(rng, variant, units, essay, part="train", shuffle_seed=rng.getrandbits(32))
     return f"{text} {prefix} {', '.join(answers)}."
 
 
@@ -108,9 +106,7 @@ def qa_document(rng: random.Random, n_words: int) -> str:
 BUILDERS = {"prose": prose_document, "niah": niah_document, "qa": qa_document}
 
 
-def document(
-    seed: int, index: int, n_words: int, style_weights: dict[str, float], redraw: int = 0
-) -> tuple[str, str]:
+def document(seed: int, index: int, n_words: int, style_weights: dict[str, float], redraw: int = 0) -> tuple[str, str]:
     """(style, text) of document `index` for `seed`, about `n_words` words; `redraw` > 0 draws another one."""
     rng = random.Random(f"corpus:{seed}:{index}" + (f":{redraw}" if redraw else ""))
     style = rng.choices(list(style_weights), weights=list(style_weights.values()))[0]

@@ -37,9 +37,7 @@ def write_table(rows: pd.DataFrame | Sequence[dict], path: str | Path) -> Path:
             frame.to_parquet(tmp, index=False)
         elif path.suffix == ".jsonl":
             with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(
-                    json.dumps(_plain(r), ensure_ascii=False) + "\n" for r in frame.to_dict(orient="records")
-                )
+                f.writelines(json.dumps(_plain(r), ensure_ascii=False) + "\n" for r in frame.to_dict(orient="records"))
         else:
             raise ValueError(f"{path}: unsupported table format (use .parquet or .jsonl)")
     return path

@@ -60,18 +60,13 @@ COLUMNS = (
 BATCH_SIZE = 8
 
 _PASSAGES = (
-    "Answer the question based on the given passages. Only give me the answer and do not output any "
-    "other words."
+    "Answer the question based on the given passages. Only give me the answer and do not output any other words."
 )
 _MULTI_DOC = (
-    _PASSAGES
-    + "\n\nThe following are given passages.\n{context}\n\n"
-    + _PASSAGES
-    + "\n\nQuestion: {input}\nAnswer:"
+    _PASSAGES + "\n\nThe following are given passages.\n{context}\n\n" + _PASSAGES + "\n\nQuestion: {input}\nAnswer:"
 )
 _STORY = (
-    "Answer the question asconcisely as you can, using a single phrase if possible. Do not provide any "
-    "explanation."
+    "Answer the question asconcisely as you can, using a single phrase if possible. Do not provide any explanation."
 )
 _QASPER = (
     "as concisely as you can, using a single phrase or sentence if possible. If the question cannot be "
@@ -101,10 +96,12 @@ PROMPTS = {
     "meeting transcript in one or more sentences.\n\nQuery: {input}\nAnswer:",
     "multi_news": "You are given several news passages. Write a one-page summary of all news. \n\nNews:\n"
     "{context}\n\nNow, write a one-page summary of all the news.\n\nSummary:",
-    "trec": "Please determine the type of the question below. Here are some examples of questions.\n\n{context}\n{input}",
+    "trec": "Please determine the type of the question below. Here are some examples of questions.\n\n"
+    "{context}\n{input}",
     "triviaqa": "Answer the question based on the given passage. Only give me the answer and do not output any "
     "other words. The following are some examples.\n\n{context}\n\n{input}",
-    "samsum": "Summarize the dialogue into a few short sentences. The following are some examples.\n\n{context}\n\n{input}",
+    "samsum": "Summarize the dialogue into a few short sentences. The following are some examples.\n\n"
+    "{context}\n\n{input}",
     # ReFINE's lcc/repobench-p files end at "Next line of code:" (lm-eval's wording), without the official "\n".
     "lcc": "Please complete the code given below. \n{context}Next line of code:",
     "repobench-p": "Please complete the code given below. \n{context}{input}Next line of code:",
@@ -148,9 +145,7 @@ def load_longbench(data_dir: str | Path, tasks=TASKS, max_length: int = 16384) -
     }
 
 
-def load_hub_task(
-    task: str, tokenizer, max_length: int = 16384, repo: str = "THUDM/LongBench"
-) -> pd.DataFrame:
+def load_hub_task(task: str, tokenizer, max_length: int = 16384, repo: str = "THUDM/LongBench") -> pd.DataFrame:
     """Rebuild ReFINE's file for `task` from the hub (needs network): official prompt, rows with
     prompt_length + max_answer_length <= max_length."""
     import datasets

@@ -102,9 +102,7 @@ def _essay_sentences(words: Sequence[str], num_haystack: int) -> list[str]:
     return _SENTENCE_END.split(" ".join((list(words) * repeats)[:num_haystack]).strip())
 
 
-def _context(
-    rng: random.Random, v: NiahVariant, needles: list[str], num_haystack: int, essay, part: Part
-) -> str:
+def _context(rng: random.Random, v: NiahVariant, needles: list[str], num_haystack: int, essay, part: Part) -> str:
     """Insert the needles into the haystack (niah.py:146-182)."""
     if v.haystack == "essay":
         sents = _essay_sentences(essay, num_haystack)

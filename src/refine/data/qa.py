@@ -22,7 +22,9 @@ from refine.data.batching import count_tokens
 from refine.data.io import read_table
 from refine.data.text import FACT_KINDS, Fact, Part, entity_nouns, filler_sentence, random_value, word_list
 
-INSTRUCTION = "Answer the question based on the given passages. Only give me the answer and do not output any other words."
+INSTRUCTION = (
+    "Answer the question based on the given passages. Only give me the answer and do not output any other words."
+)
 TEMPLATE = (
     INSTRUCTION
     + "\n\nThe following are given passages.\n{context}\n\n"
@@ -89,10 +91,7 @@ def _entity(rng: random.Random, part: Part) -> str:
 def _article(rng: random.Random, part: Part) -> list[Fact]:
     """Facts about one entity, one per fact kind (the paragraphs of a SQuAD-like article)."""
     key = _entity(rng, part)
-    return [
-        Fact(kind, key, random_value(rng, kind.value, part))
-        for kind in rng.sample(FACT_KINDS, len(FACT_KINDS))
-    ]
+    return [Fact(kind, key, random_value(rng, kind.value, part)) for kind in rng.sample(FACT_KINDS, len(FACT_KINDS))]
 
 
 def squad_like(rng: random.Random, part: Part):

@@ -28,9 +28,7 @@ class TokenizerConfig:
     text_column: str = "text"
 
 
-def train_tokenizer(
-    texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2
-) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts`; EOS `<|endoftext|>` (id 0) is also pad; no BOS, no post-processor."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

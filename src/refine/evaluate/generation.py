@@ -2,8 +2,8 @@
 
 Prompts are tokenised without special tokens, right-truncated to the prompt budget (first tokens kept) and
 left-padded (`rl_dataset.py:416-431`, through `refine.data.batching`); batches go in order with `drop_last`
-(`ray_trainer.py:719-727`); decoding is greedy for `max_new_tokens` (32 in ReFINE, `hf_rollout.py:95-129`), stops at EOS and is decoded
-with `skip_special_tokens=True` (`naive.py:54`).
+(`ray_trainer.py:719-727`); decoding is greedy for `max_new_tokens` (32 in ReFINE, `hf_rollout.py:95-129`),
+stops at EOS and is decoded with `skip_special_tokens=True` (`naive.py:54`).
 """
 
 from __future__ import annotations

@@ -16,10 +16,7 @@ Hook = Callable[[Batch], None]
 def load_rows(path: str | Path) -> list[dict]:
     """Rows of a parquet or jsonl file (`refine.data.io.read_table`) as dicts; array cells become lists."""
     frame = read_table(path)
-    return [
-        {k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()}
-        for row in frame.to_dict("records")
-    ]
+    return [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def evaluate_qa(

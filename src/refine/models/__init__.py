@@ -2,6 +2,7 @@
 
 Importing this package registers the model types with transformers' ``AutoConfig`` / ``AutoModelForCausalLM``.
 """
+
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from refine.models.cache import FastWeightCache
@@ -23,6 +24,10 @@ def register_auto_classes() -> None:
 register_auto_classes()
 
 __all__ = [
-    "DeltaNetConfig", "DeltaNetForCausalLM", "FastWeightCache", "LaCTConfig", "LaCTForCausalLM",
+    "DeltaNetConfig",
+    "DeltaNetForCausalLM",
+    "FastWeightCache",
+    "LaCTConfig",
+    "LaCTForCausalLM",
     "register_auto_classes",
 ]

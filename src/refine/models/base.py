@@ -3,12 +3,14 @@
 Generation runs through :class:`~refine.models.cache.FastWeightCache` only (one prefill forward, then one forward per
 new token); transformers' ``GenerationMixin`` is not inherited and never runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -66,9 +68,7 @@ def check_forward_kwargs(kwargs: dict) -> None:
             raise TypeError(f"unsupported forward argument {name}={value!r}")
 
 
-def ntp_loss(
-    logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Token-mean next-token cross-entropy.
 
     ``logits[:, t]`` predicts ``labels[:, t + 1]`` (labels are shifted here). Targets equal to -100 or at positions
@@ -78,9 +78,7 @@ def ntp_loss(
     mask = current_mask(attention_mask, labels.shape[1])
     if mask is not None:
         targets = targets.masked_fill(mask[:, 1:] == 0, -100)
-    total = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
     return total / (targets != -100).sum().clamp(min=1)
 
 
@@ -118,6 +116,19 @@ class FastWeightPreTrainedModel(PreTrainedModel):
         """True: ``generate`` is ours; this also gives the model a ``generation_config`` like HF generators."""
         return True
 
+    # Subclasses hold `self.model.embeddings` and `self.lm_head` (fla's and LaCT's layout).
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
     def new_cache(self) -> FastWeightCache:
         """An empty cache for this model."""
         return FastWeightCache(self.config.num_hidden_layers, self.cache_tracks_attention_mask)
@@ -143,10 +154,11 @@ class FastWeightPreTrainedModel(PreTrainedModel):
         """Greedy or sampled decoding through the recurrent cache; returns ``[B, T + new]`` (HF layout).
 
         ``max_new_tokens`` wins over ``max_length`` (total length; HF's default 20 when neither is given).
-        ``min_new_tokens`` (or HF's total ``min_length``) suppresses EOS. A row finishes at EOS or when ``stopping_criteria(input_ids, scores)``
-        (a transformers ``StoppingCriteriaList``, e.g. lm-eval's) flags it; finished rows are padded with
-        ``pad_token_id`` (default: the first EOS id) and decoding stops when all rows are finished. Prompts may be
-        left-padded (``attention_mask`` 0 on pads). Other HF kwargs (``use_cache``, ...) are accepted and ignored.
+        ``min_new_tokens`` (or HF's total ``min_length``) suppresses EOS. A row finishes at EOS or when
+        ``stopping_criteria(input_ids, scores)`` (a transformers ``StoppingCriteriaList``, e.g. lm-eval's) flags
+        it; finished rows are padded with ``pad_token_id`` (default: the first EOS id) and decoding stops when all
+        rows are finished. Prompts may be left-padded (``attention_mask`` 0 on pads). Other HF kwargs
+        (``use_cache``, ...) are accepted and ignored.
         """
         _check_ignored(ignored)
         batch, prompt_len = input_ids.shape

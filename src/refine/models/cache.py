@@ -4,6 +4,7 @@ A :class:`FastWeightCache` holds, per layer, a dict ``name -> Tensor`` whose ten
 (e.g. DeltaNet: ``{"recurrent": [B, H, K, V], "q_conv": [B, D, W-1], ...}``). Tensors keep their autograd graph, so
 a forward that continues from a cache is differentiable through the state (segmented forward == full forward).
 """
+
 from __future__ import annotations
 
 import copy

@@ -10,6 +10,7 @@ Padding: fla drops pad tokens (varlen ``cu_seqlens``, fla/layers/utils.py:138-17
 at pad positions before the projections (so pads add nothing to the short convs of real tokens) and ``beta`` is
 zeroed there (so pads never write the state): real tokens get the same outputs for any amount of left padding.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -191,7 +192,12 @@ class DeltaNet(nn.Module):
         if attention_mask is not None:
             beta = beta * attention_mask[..., None].to(beta.dtype)
         o, recurrent = delta_rule(
-            q, k, v, beta, initial_state=state.get("recurrent"), output_final_state=cache is not None,
+            q,
+            k,
+            v,
+            beta,
+            initial_state=state.get("recurrent"),
+            output_final_state=cache is not None,
             use_qk_l2norm=True,
         )
         if cache is not None:
@@ -270,18 +276,6 @@ class DeltaNetForCausalLM(FastWeightPreTrainedModel):
         self.model = DeltaNetModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def forward(
         self,

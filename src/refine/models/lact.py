@@ -279,9 +279,7 @@ class LaCTLayer(nn.Module):
                 cols = slice(None) if real is None else real[b].nonzero().squeeze(1)
                 if real is not None and not real[b].any():
                     continue
-                out_b, rows[b] = self._run(
-                    rows[b], tuple(None if t is None else t[b : b + 1, :, cols] for t in inputs)
-                )
+                out_b, rows[b] = self._run(rows[b], tuple(None if t is None else t[b : b + 1, :, cols] for t in inputs))
                 out[b][:, cols] = out_b[0].to(out.dtype)
             fw_state, lengths = _stack(rows), [row.pending_len for row in rows]
         out = self.ttt_norm(out.transpose(1, 2))  # [B, T, nh, dfw], per-head norm (layer:405)
@@ -475,18 +473,6 @@ class LaCTForCausalLM(FastWeightPreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embeddings = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """``LaCTPreTrainedModel._init_weights`` (modeling:127-180)."""
@@ -510,9 +496,7 @@ class LaCTForCausalLM(FastWeightPreTrainedModel):
     def new_cache(self) -> LaCTCache:
         return LaCTCache(self.config.num_hidden_layers)
 
-    def _positions(
-        self, cache: LaCTCache | None, mask: torch.Tensor | None, batch: int, seq_len: int, device
-    ):
+    def _positions(self, cache: LaCTCache | None, mask: torch.Tensor | None, batch: int, seq_len: int, device):
         """Rotary positions ``[B, T]``: padded columns, or (``pad_invariant``) earlier real-token counts."""
         seen = 0 if cache is None else cache.seen_tokens
         steps = torch.arange(seq_len, device=device)

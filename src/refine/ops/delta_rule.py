@@ -13,6 +13,7 @@ Computation is fp32; outputs come back in the input dtype, states are fp32 ``[B,
   extended with an initial state and any length.
 * :func:`delta_rule` - dispatch: fla's Triton kernels on CUDA when fla imports, else the torch ops.
 """
+
 from __future__ import annotations
 
 import functools
@@ -150,7 +151,13 @@ def delta_rule(
     if not recurrent and dtype == torch.float32:
         q, k, v, beta = (x.to(torch.bfloat16) for x in (q, k, v, beta))
     o, state = (recurrent_op if recurrent else chunk_op)(
-        q=q, k=k, v=v, beta=beta, scale=scale, initial_state=initial_state,
-        output_final_state=output_final_state, use_qk_l2norm_in_kernel=use_qk_l2norm,
+        q=q,
+        k=k,
+        v=v,
+        beta=beta,
+        scale=scale,
+        initial_state=initial_state,
+        output_final_state=output_final_state,
+        use_qk_l2norm_in_kernel=use_qk_l2norm,
     )
     return o.to(dtype), state

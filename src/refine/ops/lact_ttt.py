@@ -136,9 +136,7 @@ def init_state(
     )
 
 
-def _update(
-    state: FastWeightState, chunk: tuple[torch.Tensor | None, ...], use_muon: bool
-) -> FastWeightState:
+def _update(state: FastWeightState, chunk: tuple[torch.Tensor | None, ...], use_muon: bool) -> FastWeightState:
     """One chunk's update: gradients, momentum, Muon, step, re-normalisation (ttt_operation.py:146-202)."""
     k, v, lr0, lr1, lr2, gate = chunk
     grads = dot_product_update(state.weights, k, v, lr0, lr1, lr2)
@@ -211,9 +209,7 @@ def lact_swiglu(
     """Whole-sequence chunked LaCT SwiGLU: ``block_causal_lact_swiglu`` (ttt_operation.py:70-216), or with
     ``prenorm`` ``prenorm_block_causal_lact_swiglu`` (:220-368). Returns ``o: [N, L, dout]``."""
     state = init_state(w0, w1, w2, prenorm=prenorm, use_momentum=momentum is not None)
-    out, _ = lact_swiglu_continue(
-        state, q, k, v, lr0, lr1, lr2, momentum, chunk_size=chunk_size, use_muon=use_muon
-    )
+    out, _ = lact_swiglu_continue(state, q, k, v, lr0, lr1, lr2, momentum, chunk_size=chunk_size, use_muon=use_muon)
     return out
 
 

@@ -1,5 +1,6 @@
 """RMSNorm computed in fp32 like fla's Triton kernels (fla/modules/norm/layernorm.py:906-927, ``rms_norm_ref``
 with ``upcast=True``), plus the output-gated variant (fla/modules/norm/fused_norm_gate.py:101-104, swish gate)."""
+
 from __future__ import annotations
 
 import torch

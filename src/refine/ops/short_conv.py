@@ -6,6 +6,7 @@ the previous inputs held in a conv state, and ``act`` SiLU or identity.
 Conv state layout (ours): ``[B, D, W - 1]`` = the last ``W - 1`` inputs, oldest first. (fla keeps ``[B, D, W]``,
 the last W inputs including the current one; only W - 1 are needed to continue.)
 """
+
 from __future__ import annotations
 
 import torch

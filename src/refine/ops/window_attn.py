@@ -66,9 +66,7 @@ def window_attention_reference(
             i = tk - tq + t
             if key_mask is not None and not key_mask[b, i]:
                 continue
-            keys = [
-                j for j in range(max(i - window_size + 1, 0), i + 1) if key_mask is None or key_mask[b, j]
-            ]
+            keys = [j for j in range(max(i - window_size + 1, 0), i + 1) if key_mask is None or key_mask[b, j]]
             scores = torch.einsum("hd,jhd->hj", q[b, t], k[b, keys]) * scale
             out[b, t] = torch.einsum("hj,jhd->hd", scores.softmax(dim=-1), v[b, keys])
     return out

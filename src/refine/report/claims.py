@@ -5,6 +5,7 @@ score points with its 95% interval over seeds (``stats.compare``: paired by seed
 the baseline in percent. PASS means the point estimate has the claimed sign; ``ci_excludes_0`` says whether
 the interval agrees. The same check on the published numbers gives the paper's effect beside ours.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,12 +28,13 @@ FORGETTING_TOLERANCE = 0.2  # points below the base model's short-context averag
 
 def cell(table: str, row: tuple, *cols: tuple) -> Cells:
     """Per-seed mean over ``cols`` of one row (a seed needs every column)."""
+
     def get(tables: Tables) -> pd.Series:
         if table not in tables:
             return pd.Series(dtype=float)
         parts = [tables[table].cell(row, col) for col in cols]
-        return pd.concat(parts, axis=1).dropna().mean(axis=1) if all(len(p) for p in parts) else pd.Series(
-            dtype=float)
+        return pd.concat(parts, axis=1).dropna().mean(axis=1) if all(len(p) for p in parts) else pd.Series(dtype=float)
+
     return get
 
 
@@ -43,6 +45,7 @@ def _status(ok: bool, effect: Effect | None) -> str:
 def greater(a: Cells, b: Cells, per_task: tuple[str, tuple, tuple] | None = None, relative: bool = True):
     """``a`` beats ``b``; ``per_task`` = (table, row a, row b) adds the per-column win count to the detail;
     ``relative=False`` drops the relative effect (when ``b`` is itself a difference)."""
+
     def evaluate(tables: Tables) -> Outcome:
         effect = compare(a(tables), b(tables))
         if effect is not None and not relative:
@@ -54,19 +57,27 @@ def greater(a: Cells, b: Cells, per_task: tuple[str, tuple, tuple] | None = None
             wins = sum(t.cell(per_task[1], c).mean() > t.cell(per_task[2], c).mean() for c in cols)
             detail = f"wins {wins}/{len(cols)} columns"
         return _status(effect is not None and effect.diff > 0, effect), effect, detail
+
     return evaluate
 
 
 def not_worse(a: Cells, b: Cells, tolerance: float):
     """``a`` is at most ``tolerance`` points below ``b``."""
+
     def evaluate(tables: Tables) -> Outcome:
         effect = compare(a(tables), b(tables))
-        return _status(effect is not None and effect.diff >= -tolerance - 1e-9, effect), effect, f"tolerance {tolerance}"
+        return (
+            _status(effect is not None and effect.diff >= -tolerance - 1e-9, effect),
+            effect,
+            f"tolerance {tolerance}",
+        )
+
     return evaluate
 
 
 def best_of(target: str, options: dict[str, Cells]):
     """Option ``target`` has the highest mean; the effect is over the best other option."""
+
     def evaluate(tables: Tables) -> Outcome:
         values = {k: f(tables) for k, f in options.items()}
         if any(v.empty for v in values.values()):
@@ -76,11 +87,13 @@ def best_of(target: str, options: dict[str, Cells]):
         effect = compare(values[target], values[rival])
         order = " > ".join(sorted(means, key=means.get, reverse=True))
         return _status(effect.diff > 0, effect), effect, f"vs {rival}; order {order}"
+
     return evaluate
 
 
 def increasing(options: dict[str, Cells]):
     """Means rise strictly along ``options``; the effect is last minus first."""
+
     def evaluate(tables: Tables) -> Outcome:
         values = [f(tables) for f in options.values()]
         if any(v.empty for v in values):
@@ -89,6 +102,7 @@ def increasing(options: dict[str, Cells]):
         effect = compare(values[-1], values[0])
         rising = all(x < y for x, y in pairwise(means))
         return _status(rising, effect), effect, " < ".join(f"{k}: {m:.1f}" for k, m in zip(options, means))
+
     return evaluate
 
 
@@ -101,12 +115,22 @@ class Claim:
 
 def table_claims(archs: tuple[str, ...]) -> list[Claim]:
     """Claims 1-8 of spec section 9, per architecture."""
-    t4 = {"base": ("–", "–", "–"), "mid-sft": ("SFT", "–", "–"), "mid-refine": ("REFINE", "–", "–"),
-          "post-sft": ("REFINE", "SFT", "–"), "post-nested_sft": ("REFINE", "Nested SFT", "–"),
-          "post-nested_refine": ("REFINE", "Nested REFINE", "–"),
-          "ttt-sft": ("REFINE", "Nested REFINE", "SFT"), "ttt-refine": ("REFINE", "Nested REFINE", "REFINE")}
-    t5 = {"mid-sft": ("SFT", "–"), "mid-refine": ("REFINE", "–"), "ttt-sft": ("REFINE", "SFT"),
-          "ttt-refine": ("REFINE", "REFINE")}
+    t4 = {
+        "base": ("–", "–", "–"),
+        "mid-sft": ("SFT", "–", "–"),
+        "mid-refine": ("REFINE", "–", "–"),
+        "post-sft": ("REFINE", "SFT", "–"),
+        "post-nested_sft": ("REFINE", "Nested SFT", "–"),
+        "post-nested_refine": ("REFINE", "Nested REFINE", "–"),
+        "ttt-sft": ("REFINE", "Nested REFINE", "SFT"),
+        "ttt-refine": ("REFINE", "Nested REFINE", "REFINE"),
+    }
+    t5 = {
+        "mid-sft": ("SFT", "–"),
+        "mid-refine": ("REFINE", "–"),
+        "ttt-sft": ("REFINE", "SFT"),
+        "ttt-refine": ("REFINE", "REFINE"),
+    }
     qa_avg = [(name, "Avg") for name in QA_TASKS.values()]
     headline = {"lact": (8.5, 15.3, 9.5), "deltanet": (20.3, 11.0, 15.0)}
     claims = []
@@ -114,69 +138,130 @@ def table_claims(archs: tuple[str, ...]) -> list[Claim]:
         A = ARCH_NAMES.get(arch, arch)
         lb = lambda k, a=arch: cell("table5", (a, *t5[k]), ("LongBench", "Avg"))
         q = lambda k, *cols, a=arch: cell("table4", (a, *t4[k]), *cols)
-        for stage, (a, b), printed in zip(("mid", "post", "ttt"), (("mid-refine", "mid-sft"),
-                                          ("post-nested_refine", "post-nested_sft"), ("ttt-refine", "ttt-sft")),
-                                          headline.get(arch, (math.nan,) * 3)):
-            claims.append(Claim(f"1.headline_{stage}.{arch}",
-                                f"{A}: {a} > {b} on the mean of the SQuADQA and HotpotQA Avg (Table 4); "
-                                f"abstract: +{printed}%", greater(q(a, *qa_avg), q(b, *qa_avg))))
+        for stage, (a, b), printed in zip(
+            ("mid", "post", "ttt"),
+            (("mid-refine", "mid-sft"), ("post-nested_refine", "post-nested_sft"), ("ttt-refine", "ttt-sft")),
+            headline.get(arch, (math.nan,) * 3),
+        ):
+            claims.append(
+                Claim(
+                    f"1.headline_{stage}.{arch}",
+                    f"{A}: {a} > {b} on the mean of the SQuADQA and HotpotQA Avg (Table 4); abstract: +{printed}%",
+                    greater(q(a, *qa_avg), q(b, *qa_avg)),
+                )
+            )
         for fam in ("S", "MK", "MQ", "MV"):
-            claims.append(Claim(f"2.niah_refine_gt_sft.{fam}.{arch}",
-                                f"{A}: REFINE mid-training > SFT on {fam}-NIAH Avg (Table 3; paper exception: "
-                                "DeltaNet S 99.9 vs 100.0)",
-                                greater(*(cell("table3", (arch, r), (fam, "Avg"))
-                                          for r in ("+ REFINE MidTr", "+ SFT MidTr")))))
-        claims.append(Claim(f"2.niah_mk_refine_gt_base.{arch}", f"{A}: REFINE mid-training > no mid-training on "
-                            "MK-NIAH Avg (Table 3; text: DeltaNet +23.5%)",
-                            greater(*(cell("table3", (arch, r), ("MK", "Avg")) for r in ("+ REFINE MidTr", "base")))))
-        claims.append(Claim(f"3.hotpot_mid_refine_gt_base.{arch}", f"{A}: REFINE mid-training > no mid-training "
-                            "on HotpotQA Avg (Table 4; text: DeltaNet +73.1%)",
-                            greater(q("mid-refine", ("HotpotQA", "Avg")), q("base", ("HotpotQA", "Avg")))))
+            claims.append(
+                Claim(
+                    f"2.niah_refine_gt_sft.{fam}.{arch}",
+                    f"{A}: REFINE mid-training > SFT on {fam}-NIAH Avg (Table 3; paper exception: "
+                    "DeltaNet S 99.9 vs 100.0)",
+                    greater(*(cell("table3", (arch, r), (fam, "Avg")) for r in ("+ REFINE MidTr", "+ SFT MidTr"))),
+                )
+            )
+        claims.append(
+            Claim(
+                f"2.niah_mk_refine_gt_base.{arch}",
+                f"{A}: REFINE mid-training > no mid-training on MK-NIAH Avg (Table 3; text: DeltaNet +23.5%)",
+                greater(*(cell("table3", (arch, r), ("MK", "Avg")) for r in ("+ REFINE MidTr", "base"))),
+            )
+        )
+        claims.append(
+            Claim(
+                f"3.hotpot_mid_refine_gt_base.{arch}",
+                f"{A}: REFINE mid-training > no mid-training on HotpotQA Avg (Table 4; text: DeltaNet +73.1%)",
+                greater(q("mid-refine", ("HotpotQA", "Avg")), q("base", ("HotpotQA", "Avg"))),
+            )
+        )
         for col in qa_avg:
-            claims.append(Claim(f"3.qa_mid_refine_gt_sft.{col[0]}.{arch}",
-                                f"{A}: REFINE mid-training > SFT on {col[0]} Avg (Table 4)",
-                                greater(q("mid-refine", col), q("mid-sft", col))))
-            claims.append(Claim(f"5.ttt_refine_gt_sft.{col[0]}.{arch}",
-                                f"{A}: REFINE TTT > SFT TTT on {col[0]} Avg (Table 4)",
-                                greater(q("ttt-refine", col), q("ttt-sft", col))))
+            claims.append(
+                Claim(
+                    f"3.qa_mid_refine_gt_sft.{col[0]}.{arch}",
+                    f"{A}: REFINE mid-training > SFT on {col[0]} Avg (Table 4)",
+                    greater(q("mid-refine", col), q("mid-sft", col)),
+                )
+            )
+            claims.append(
+                Claim(
+                    f"5.ttt_refine_gt_sft.{col[0]}.{arch}",
+                    f"{A}: REFINE TTT > SFT TTT on {col[0]} Avg (Table 4)",
+                    greater(q("ttt-refine", col), q("ttt-sft", col)),
+                )
+            )
         for a, b in (("post-nested_refine", "post-nested_sft"), ("post-nested_sft", "post-sft")):
-            claims.append(Claim(f"4.{a.removeprefix('post-')}_gt_{b.removeprefix('post-')}.{arch}",
-                                f"{A}: post-training {a} > {b} on SQuADQA Avg (Table 4)",
-                                greater(q(a, ("SQuADQA", "Avg")), q(b, ("SQuADQA", "Avg")))))
+            claims.append(
+                Claim(
+                    f"4.{a.removeprefix('post-')}_gt_{b.removeprefix('post-')}.{arch}",
+                    f"{A}: post-training {a} > {b} on SQuADQA Avg (Table 4)",
+                    greater(q(a, ("SQuADQA", "Avg")), q(b, ("SQuADQA", "Avg"))),
+                )
+            )
         claims += [
-            Claim(f"5.ttt_refine_gt_sft.LongBench.{arch}", f"{A}: REFINE TTT > SFT TTT on LongBench Avg (Table 5; "
-                  "paper wins 9/12 LaCT, 8/12 DeltaNet)",
-                  greater(lb("ttt-refine"), lb("ttt-sft"), ("table5", (arch, *t5["ttt-refine"]),
-                                                            (arch, *t5["ttt-sft"])))),
-            Claim(f"6.longbench_mid_refine_gt_sft.{arch}", f"{A}: REFINE mid-training > SFT on LongBench Avg "
-                  "(Table 5; paper wins 12/12 LaCT, 11/12 DeltaNet)",
-                  greater(lb("mid-refine"), lb("mid-sft"), ("table5", (arch, *t5["mid-refine"]),
-                                                            (arch, *t5["mid-sft"])))),
-            Claim(f"7.reward_cosine_gt_binary.{arch}", f"{A}: cosine reward > binary in mid-training (Table 6)",
-                  greater(*(cell("table6", (arch,), ("Reward", k)) for k in ("R^φ (cos)", "R^binary")))),
-            Claim(f"7.selection_entropy_best.{arch}", f"{A}: entropy-weighted selection beats uniform, argmax "
-                  "and argmin (Table 7)", best_of("Entropy-weighted", {
-                      k: cell("table7", (arch,), ("Selection", k))
-                      for k in ("Uniform", "argmax H", "argmin H", "Entropy-weighted")})),
-            Claim(f"7.rollout_k5_best.{arch}", f"{A}: rollout length k=5 is best of 1/3/5/7 (Fig. 5)",
-                  best_of("k=5", {f"k={k}": cell("fig5", (arch,), ("k", f"k={k}")) for k in (1, 3, 5, 7)})),
-            Claim(f"7.chunks_increasing.{arch}", f"{A}: more chunks c (2/4/6/8) is better (Fig. 5)",
-                  increasing({f"c={c}": cell("fig5", (arch,), ("c", f"c={c}")) for c in (2, 4, 6, 8)})),
-            Claim(f"7.ttt_binary_reward_best.{arch}", f"{A}: binary reward is best for TTT (Table E.2)",
-                  best_of("REFINE R^binary", {k: cell("tableE2", (arch,), ("TTT", k))
-                                              for k in ("none", "SFT", "REFINE R^φ", "REFINE R^binary")})),
-            Claim(f"8.no_forgetting.{arch}", f"{A}: REFINE mid-training keeps the short-context average within "
-                  f"{FORGETTING_TOLERANCE} points of the base model (Table E.1; {len(SHORT_TASKS)} acc tasks)",
-                  not_worse(*(cell("tableE1", (arch, r), ("Accuracy", "Avg")) for r in ("+ REFINE MidTr", "base")),
-                            FORGETTING_TOLERANCE)),
+            Claim(
+                f"5.ttt_refine_gt_sft.LongBench.{arch}",
+                f"{A}: REFINE TTT > SFT TTT on LongBench Avg (Table 5; paper wins 9/12 LaCT, 8/12 DeltaNet)",
+                greater(lb("ttt-refine"), lb("ttt-sft"), ("table5", (arch, *t5["ttt-refine"]), (arch, *t5["ttt-sft"]))),
+            ),
+            Claim(
+                f"6.longbench_mid_refine_gt_sft.{arch}",
+                f"{A}: REFINE mid-training > SFT on LongBench Avg (Table 5; paper wins 12/12 LaCT, 11/12 DeltaNet)",
+                greater(lb("mid-refine"), lb("mid-sft"), ("table5", (arch, *t5["mid-refine"]), (arch, *t5["mid-sft"]))),
+            ),
+            Claim(
+                f"7.reward_cosine_gt_binary.{arch}",
+                f"{A}: cosine reward > binary in mid-training (Table 6)",
+                greater(*(cell("table6", (arch,), ("Reward", k)) for k in ("R^φ (cos)", "R^binary"))),
+            ),
+            Claim(
+                f"7.selection_entropy_best.{arch}",
+                f"{A}: entropy-weighted selection beats uniform, argmax and argmin (Table 7)",
+                best_of(
+                    "Entropy-weighted",
+                    {
+                        k: cell("table7", (arch,), ("Selection", k))
+                        for k in ("Uniform", "argmax H", "argmin H", "Entropy-weighted")
+                    },
+                ),
+            ),
+            Claim(
+                f"7.rollout_k5_best.{arch}",
+                f"{A}: rollout length k=5 is best of 1/3/5/7 (Fig. 5)",
+                best_of("k=5", {f"k={k}": cell("fig5", (arch,), ("k", f"k={k}")) for k in (1, 3, 5, 7)}),
+            ),
+            Claim(
+                f"7.chunks_increasing.{arch}",
+                f"{A}: more chunks c (2/4/6/8) is better (Fig. 5)",
+                increasing({f"c={c}": cell("fig5", (arch,), ("c", f"c={c}")) for c in (2, 4, 6, 8)}),
+            ),
+            Claim(
+                f"7.ttt_binary_reward_best.{arch}",
+                f"{A}: binary reward is best for TTT (Table E.2)",
+                best_of(
+                    "REFINE R^binary",
+                    {k: cell("tableE2", (arch,), ("TTT", k)) for k in ("none", "SFT", "REFINE R^φ", "REFINE R^binary")},
+                ),
+            ),
+            Claim(
+                f"8.no_forgetting.{arch}",
+                f"{A}: REFINE mid-training keeps the short-context average within "
+                f"{FORGETTING_TOLERANCE} points of the base model (Table E.1; {len(SHORT_TASKS)} acc tasks)",
+                not_worse(
+                    *(cell("tableE1", (arch, r), ("Accuracy", "Avg")) for r in ("+ REFINE MidTr", "base")),
+                    FORGETTING_TOLERANCE,
+                ),
+            ),
         ]
     return claims
 
 
 def _gain(metrics: pd.DataFrame, arch: str, method: str, column: str, sign: int) -> pd.Series:
     """Per-seed change of a validation metric from the first to the last step (x sign), in points."""
-    val = metrics[(metrics["arch"] == arch) & (metrics["stage"] == "mid") & (metrics["method"] == method)
-                  & (metrics["split"] == "val")]
+    val = metrics[
+        (metrics["arch"] == arch)
+        & (metrics["stage"] == "mid")
+        & (metrics["method"] == method)
+        & (metrics["split"] == "val")
+    ]
     if column not in val or val[column].dropna().empty:
         return pd.Series(dtype=float)
     scale = 100.0 if column == "ntp_acc" and val[column].max() <= 1 else 1.0
@@ -189,14 +274,20 @@ def metric_claims(metrics: pd.DataFrame, archs: tuple[str, ...]) -> list[Claim]:
     notes = figure_notes()
     claims = []
     for arch in archs:
-        for column, sign, what, fig in (("ntp_acc", 1, "sampled-NTP accuracy gain", "fig4"),
-                                        ("loss", -1, "validation loss drop", "figE1")):
+        for column, sign, what, fig in (
+            ("ntp_acc", 1, "sampled-NTP accuracy gain", "fig4"),
+            ("loss", -1, "validation loss drop", "figE1"),
+        ):
             a = _gain(metrics, arch, "refine", column, sign)
             b = _gain(metrics, arch, "sft", column, sign)
-            claims.append(Claim(f"9.{column}_refine_gt_sft.{arch}",
-                                f"{ARCH_NAMES.get(arch, arch)}: REFINE's {what} from first to last step exceeds "
-                                f"SFT's (paper: {notes[fig]})",
-                                greater(lambda _, s=a: s, lambda _, s=b: s, relative=False)))
+            claims.append(
+                Claim(
+                    f"9.{column}_refine_gt_sft.{arch}",
+                    f"{ARCH_NAMES.get(arch, arch)}: REFINE's {what} from first to last step exceeds "
+                    f"SFT's (paper: {notes[fig]})",
+                    greater(lambda _, s=a: s, lambda _, s=b: s, relative=False),
+                )
+            )
     return claims
 
 
@@ -205,34 +296,48 @@ def run_claims(tables: Tables, metrics: pd.DataFrame) -> pd.DataFrame:
     archs = tuple(dict.fromkeys(k[0] for t in tables.values() for k in t.index)) or ("lact", "deltanet")
     paper = {name: t.as_paper() for name, t in tables.items()}
     rows = []
-    claims = sorted(table_claims(archs) + metric_claims(metrics, archs), key=lambda c: int(c.name.split('.')[0]))
+    claims = sorted(table_claims(archs) + metric_claims(metrics, archs), key=lambda c: int(c.name.split(".")[0]))
     for claim in claims:
         status, effect, detail = claim.evaluate(tables)
         is_metric = claim.name.startswith("9.")
         p_status, p_effect, _ = ("", None, "") if is_metric else claim.evaluate(paper)
-        rows.append({"claim": claim.name, "status": status, "statement": claim.statement,
-                     "diff": effect.diff if effect else math.nan,
-                     "ci95_lo": effect.diff - effect.half if effect else math.nan,
-                     "ci95_hi": effect.diff + effect.half if effect else math.nan,
-                     "rel_pct": effect.rel if effect else math.nan,
-                     "rel_ci95_half": effect.rel_half if effect else math.nan,
-                     "n_seeds": effect.n if effect else 0,
-                     "ci_excludes_0": effect.excludes_zero if effect else False,
-                     "paper_status": p_status, "paper_diff": p_effect.diff if p_effect else math.nan,
-                     "paper_rel_pct": p_effect.rel if p_effect else math.nan, "detail": detail})
+        rows.append(
+            {
+                "claim": claim.name,
+                "status": status,
+                "statement": claim.statement,
+                "diff": effect.diff if effect else math.nan,
+                "ci95_lo": effect.diff - effect.half if effect else math.nan,
+                "ci95_hi": effect.diff + effect.half if effect else math.nan,
+                "rel_pct": effect.rel if effect else math.nan,
+                "rel_ci95_half": effect.rel_half if effect else math.nan,
+                "n_seeds": effect.n if effect else 0,
+                "ci_excludes_0": effect.excludes_zero if effect else False,
+                "paper_status": p_status,
+                "paper_diff": p_effect.diff if p_effect else math.nan,
+                "paper_rel_pct": p_effect.rel if p_effect else math.nan,
+                "detail": detail,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def to_markdown(claims: pd.DataFrame) -> str:
     """Claims table: status, our effect with interval, the paper's effect."""
+
     def fmt(x: float, suffix: str = "") -> str:
         return "" if math.isnan(x) else f"{x:+.2f}{suffix}"
-    lines = [("| claim | status | ours: diff [95% CI] | ours: rel | paper: diff | paper: rel | paper status |"
-              " detail |"), "|---|---|---|---|---|---|---|---|"]
+
+    lines = [
+        ("| claim | status | ours: diff [95% CI] | ours: rel | paper: diff | paper: rel | paper status | detail |"),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in claims.itertuples():
         ci = "" if math.isnan(r.ci95_lo) else f" [{r.ci95_lo:+.2f}, {r.ci95_hi:+.2f}]"
-        lines.append(f"| {r.claim} | {r.status} | {fmt(r.diff)}{ci} | {fmt(r.rel_pct, '%')} | "
-                     f"{fmt(r.paper_diff)} | {fmt(r.paper_rel_pct, '%')} | {r.paper_status} | {r.detail} |")
+        lines.append(
+            f"| {r.claim} | {r.status} | {fmt(r.diff)}{ci} | {fmt(r.rel_pct, '%')} | "
+            f"{fmt(r.paper_diff)} | {fmt(r.paper_rel_pct, '%')} | {r.paper_status} | {r.detail} |"
+        )
     counts = claims["status"].value_counts()
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("PASS", "FAIL", "NOT RUN"))
     statements = [f"* `{r.claim}`: {r.statement}" for r in claims.itertuples()]

@@ -2,6 +2,7 @@
 
 Every figure is always written; a panel without data says so, so workflow outputs stay fixed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,16 @@ from .tables import Table
 COLORS = {"sft": "#E69F00", "refine": "#0072B2", "lact": "#009E73", "deltanet": "#CC79A7", "paper": "#000000"}
 CYCLE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#F0E442"]
 METHOD_NAMES = {"sft": "SFT", "refine": "REFINE"}
-plt.rcParams.update({"font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                     "axes.spines.right": False, "figure.dpi": 150})
+plt.rcParams.update(
+    {
+        "font.size": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "figure.dpi": 150,
+    }
+)
 
 
 def save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
@@ -53,8 +62,14 @@ def _band(ax: plt.Axes, runs: pd.DataFrame, column: str, scale: float, color: st
     wide = runs.dropna(subset=[column]).pivot_table(index="step", columns="seed", values=column) * scale
     ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=color, alpha=0.2, linewidth=0)
     n = wide.shape[1]
-    ax.plot(wide.index, wide.mean(axis=1), color=color, marker="o", markersize=3,
-            label=f"{label} (mean, min-max of {n} seed{'s' * (n > 1)})")
+    ax.plot(
+        wide.index,
+        wide.mean(axis=1),
+        color=color,
+        marker="o",
+        markersize=3,
+        label=f"{label} (mean, min-max of {n} seed{'s' * (n > 1)})",
+    )
     return True
 
 
@@ -71,8 +86,9 @@ def validation_curves(metrics: pd.DataFrame, column: str, ylabel: str, title: st
     for ax, arch in zip(axes[0], archs):
         val = _mid(metrics, arch, "val")
         scale = 100.0 if column == "ntp_acc" and len(val) and val[column].max() <= 1 else 1.0
-        drawn = [_band(ax, val[val["method"] == m], column, scale, COLORS[m], METHOD_NAMES[m])
-                 for m in ("sft", "refine")]
+        drawn = [
+            _band(ax, val[val["method"] == m], column, scale, COLORS[m], METHOD_NAMES[m]) for m in ("sft", "refine")
+        ]
         if any(drawn):
             ax.legend(fontsize=8)
         else:
@@ -89,14 +105,18 @@ def _variant_label(method: str) -> str:
 def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
     """Fig. E.3: mean and std of the rollout reward per step for every REFINE mid-training variant."""
     archs = _archs(metrics)
-    fig, axes = plt.subplots(2, len(archs), figsize=(4.2 * len(archs), 5.6), squeeze=False, sharex="col", layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(archs), figsize=(4.2 * len(archs), 5.6), squeeze=False, sharex="col", layout="constrained"
+    )
     for j, arch in enumerate(archs):
         train = _mid(metrics, arch, "train")
         methods = sorted(m for m in train["method"].unique() if m.startswith("refine")) if len(train) else []
         for i, stat in enumerate(("mean", "std")):
             ax, column = axes[i, j], f"reward_{reward}_{stat}"
-            drawn = [_band(ax, train[train["method"] == m], column, 1.0, CYCLE[k % len(CYCLE)],
-                           _variant_label(m)) for k, m in enumerate(methods)]
+            drawn = [
+                _band(ax, train[train["method"] == m], column, 1.0, CYCLE[k % len(CYCLE)], _variant_label(m))
+                for k, m in enumerate(methods)
+            ]
             if any(drawn):
                 ax.legend(fontsize=7)
             else:
@@ -121,10 +141,24 @@ def ablation_kc(table: Table) -> plt.Figure:
             y, err, p = (frame.loc[[arch], cols].to_numpy(float).ravel() for frame in (mean, half, paper))
             if not np.isnan(y).all():
                 ours = True
-                ax.errorbar(np.array(x) + offset, y, yerr=np.nan_to_num(err), color=color, marker="o", capsize=3,
-                            label=f"{label} (ours)")
-            ax.plot(np.array(x)[~np.isnan(p)], p[~np.isnan(p)], color=color, marker="D", markerfacecolor="none",
-                    linestyle=":", label=f"{label} (paper)")
+                ax.errorbar(
+                    np.array(x) + offset,
+                    y,
+                    yerr=np.nan_to_num(err),
+                    color=color,
+                    marker="o",
+                    capsize=3,
+                    label=f"{label} (ours)",
+                )
+            ax.plot(
+                np.array(x)[~np.isnan(p)],
+                p[~np.isnan(p)],
+                color=color,
+                marker="D",
+                markerfacecolor="none",
+                linestyle=":",
+                label=f"{label} (paper)",
+            )
         if not ours:
             _empty(ax, "ablation records (paper points only)")
         ax.set(xlabel=name, xticks=x, ylabel=table.spec.unit, title=f"{group} ablation (mid-training)")
@@ -139,10 +173,20 @@ SUMMARY = (
     ("mid · NIAH", "table3", ("+ REFINE MidTr",), ("+ SFT MidTr",), [(f, "Avg") for f in ("S", "MK", "MQ", "MV")]),
     ("mid · RULER QA", "table4", ("REFINE", "–", "–"), ("SFT", "–", "–"), [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
     ("mid · LongBench", "table5", ("REFINE", "–"), ("SFT", "–"), [("LongBench", "Avg")]),
-    ("post · RULER QA (nested)", "table4", ("REFINE", "Nested REFINE", "–"), ("REFINE", "Nested SFT", "–"),
-     [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
-    ("TTT · RULER QA", "table4", ("REFINE", "Nested REFINE", "REFINE"), ("REFINE", "Nested REFINE", "SFT"),
-     [("SQuADQA", "Avg"), ("HotpotQA", "Avg")]),
+    (
+        "post · RULER QA (nested)",
+        "table4",
+        ("REFINE", "Nested REFINE", "–"),
+        ("REFINE", "Nested SFT", "–"),
+        [("SQuADQA", "Avg"), ("HotpotQA", "Avg")],
+    ),
+    (
+        "TTT · RULER QA",
+        "table4",
+        ("REFINE", "Nested REFINE", "REFINE"),
+        ("REFINE", "Nested REFINE", "SFT"),
+        [("SQuADQA", "Avg"), ("HotpotQA", "Avg")],
+    ),
     ("TTT · LongBench", "table5", ("REFINE", "REFINE"), ("REFINE", "SFT"), [("LongBench", "Avg")]),
 )
 
@@ -154,11 +198,20 @@ def summary_effects(tables: dict[str, Table]) -> pd.DataFrame:
     rows = []
     for arch in archs:
         for label, name, a, b, cols in SUMMARY:
-            ours, theirs = (compare(cell(name, (arch, *a), *cols)(src), cell(name, (arch, *b), *cols)(src))
-                            for src in (tables, paper))
-            rows.append({"arch": arch, "comparison": label, "diff": ours.diff if ours else np.nan,
-                         "ci95_half": ours.half if ours else np.nan, "n_seeds": ours.n if ours else 0,
-                         "paper_diff": theirs.diff if theirs else np.nan})
+            ours, theirs = (
+                compare(cell(name, (arch, *a), *cols)(src), cell(name, (arch, *b), *cols)(src))
+                for src in (tables, paper)
+            )
+            rows.append(
+                {
+                    "arch": arch,
+                    "comparison": label,
+                    "diff": ours.diff if ours else np.nan,
+                    "ci95_half": ours.half if ours else np.nan,
+                    "n_seeds": ours.n if ours else 0,
+                    "paper_diff": theirs.diff if theirs else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -167,14 +220,22 @@ def summary(tables: dict[str, Table]) -> plt.Figure:
     effects = summary_effects(tables)
     archs = list(dict.fromkeys(effects["arch"]))
     labels = [s[0] for s in SUMMARY]
-    fig, axes = plt.subplots(1, len(archs), figsize=(4.6 * len(archs), 3.8), squeeze=False, sharey=True,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(archs), figsize=(4.6 * len(archs), 3.8), squeeze=False, sharey=True, layout="constrained"
+    )
     y = np.arange(len(labels))[::-1]
     for ax, arch in zip(axes[0], archs):
         e = effects[effects["arch"] == arch].set_index("comparison").loc[labels]
         ax.axvline(0, color="0.5", linewidth=0.8)
-        ax.errorbar(e["diff"], y + 0.12, xerr=np.nan_to_num(e["ci95_half"].to_numpy(float)), fmt="o",
-                    color=COLORS["refine"], capsize=3, label="ours (mean, 95% CI over seeds)")
+        ax.errorbar(
+            e["diff"],
+            y + 0.12,
+            xerr=np.nan_to_num(e["ci95_half"].to_numpy(float)),
+            fmt="o",
+            color=COLORS["refine"],
+            capsize=3,
+            label="ours (mean, 95% CI over seeds)",
+        )
         ax.plot(e["paper_diff"], y - 0.12, "D", markerfacecolor="none", color=COLORS["paper"], label="paper")
         for yi, d in zip(y, e["diff"]):
             if np.isnan(d):
@@ -189,8 +250,9 @@ def summary(tables: dict[str, Table]) -> plt.Figure:
 def write_figures(tables: dict[str, Table], metrics: pd.DataFrame, out: Path) -> list[Path]:
     """Every figure (PNG + PDF) under ``out``; returns the paths."""
     figures = {
-        "fig4_val_ntp_acc": validation_curves(metrics, "ntp_acc", "val sampled-NTP accuracy (%)",
-                                              "Fig. 4: validation next-token accuracy (sampled)"),
+        "fig4_val_ntp_acc": validation_curves(
+            metrics, "ntp_acc", "val sampled-NTP accuracy (%)", "Fig. 4: validation next-token accuracy (sampled)"
+        ),
         "figE1_val_loss": validation_curves(metrics, "loss", "val NTP loss (nats/token)", "Fig. E.1: validation loss"),
         "figE3_reward": reward_curves(metrics),
         "fig5_k_c": ablation_kc(tables["fig5"]),

@@ -1,4 +1,5 @@
 """The paper's published numbers (``published.yaml``), laid out like the report's tables."""
+
 from __future__ import annotations
 
 from functools import cache

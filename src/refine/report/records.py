@@ -1,4 +1,5 @@
 """Read evaluation records and training metrics into DataFrames with the keys the report selects on."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,26 @@ LENGTHS = ("4K", "8K", "16K")
 NIAH_FAMILIES = {"S": "niah_single_1", "MK": "niah_multikey_1", "MQ": "niah_multiquery", "MV": "niah_multivalue"}
 QA_TASKS = {"squad": "SQuADQA", "hotpot": "HotpotQA"}
 LONGBENCH = {  # LongBench task name -> Table 5 column
-    "narrativeqa": "NQ", "qasper": "QR", "multifieldqa_en": "MF", "hotpotqa": "HP", "2wikimqa": "2W",
-    "qmsum": "QM", "multi_news": "MN", "samsum": "SS", "trec": "TC", "triviaqa": "TQ", "lcc": "LC",
+    "narrativeqa": "NQ",
+    "qasper": "QR",
+    "multifieldqa_en": "MF",
+    "hotpotqa": "HP",
+    "2wikimqa": "2W",
+    "qmsum": "QM",
+    "multi_news": "MN",
+    "samsum": "SS",
+    "trec": "TC",
+    "triviaqa": "TQ",
+    "lcc": "LC",
     "repobench-p": "RP",
 }
 SHORT_TASKS = {  # Table E.1 accuracy columns (family "short"); Avg = their mean (spec 7.6)
-    "lambada_openai": "LMB acc", "piqa": "PIQA", "hellaswag": "Hella", "winogrande": "Wino",
-    "arc_easy": "ARC-e", "arc_challenge": "ARC-c",
+    "lambada_openai": "LMB acc",
+    "piqa": "PIQA",
+    "hellaswag": "Hella",
+    "winogrande": "Wino",
+    "arc_easy": "ARC-e",
+    "arc_challenge": "ARC-c",
 }
 
 _MID = re.compile(r"^mid-(?P<method>[a-z0-9_]+)-s(?P<seed>\d+)$")
@@ -73,14 +87,29 @@ def normalize(records: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-RECORD_COLUMNS = ("experiment", "arch", "model", "stage", "method", "seed", "family", "task", "length",
-                  "length_label", "ttt", "metric", "score", "n")
+RECORD_COLUMNS = (
+    "experiment",
+    "arch",
+    "model",
+    "stage",
+    "method",
+    "seed",
+    "family",
+    "task",
+    "length",
+    "length_label",
+    "ttt",
+    "metric",
+    "score",
+    "n",
+)
 
 
 def records_frame(rows: list[dict]) -> pd.DataFrame:
     """Normalized DataFrame from record dicts (``examples`` dropped)."""
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "examples"} for r in rows],
-                         columns=None if rows else list(RECORD_COLUMNS))
+    frame = pd.DataFrame(
+        [{k: v for k, v in r.items() if k != "examples"} for r in rows], columns=None if rows else list(RECORD_COLUMNS)
+    )
     return normalize(frame)
 
 
@@ -99,8 +128,14 @@ def load_metrics(root: str | Path | None) -> pd.DataFrame:
         parsed = parse_model(path.parent.name)
         for line in path.read_text().splitlines():
             if line.strip():
-                rows.append({"arch": path.parent.parent.name, "model": path.parent.name,
-                             "stage": parsed["stage"], "method": parsed["method"], "seed": parsed["seed"],
-                             **json.loads(line)})
-    return pd.DataFrame(rows, columns=None if rows else ["arch", "model", "stage", "method", "seed", "step",
-                                                          "split"])
+                rows.append(
+                    {
+                        "arch": path.parent.parent.name,
+                        "model": path.parent.name,
+                        "stage": parsed["stage"],
+                        "method": parsed["method"],
+                        "seed": parsed["seed"],
+                        **json.loads(line),
+                    }
+                )
+    return pd.DataFrame(rows, columns=None if rows else ["arch", "model", "stage", "method", "seed", "step", "split"])

@@ -1,4 +1,5 @@
 """Write tables as CSV (tidy), Markdown and LaTeX, each with a companion beside the published numbers."""
+
 from __future__ import annotations
 
 import html
@@ -70,8 +71,7 @@ def _rows(table: Table, companion: bool, deltas: bool, style: str) -> list[list[
             last_arch = key[0]
             labels = [arch, *(key[1:] if source == "ours" else [""] * (len(key) - 1))]
             labels += [source] if companion else []
-            body.append(labels + [_cell(m[i, j], h[i, j], b[i, j], style, source == "Δ")
-                                  for j in range(m.shape[1])])
+            body.append(labels + [_cell(m[i, j], h[i, j], b[i, j], style, source == "Δ") for j in range(m.shape[1])])
     return body
 
 
@@ -88,8 +88,12 @@ def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
         by_row: dict[tuple, list[str]] = {}
         for row, col in missing:
             by_row.setdefault(row, []).append(table.header(col))
-        notes.append("n/a cells (not run): " + "; ".join(
-            f"{' / '.join([ARCH_NAMES.get(r[0], r[0]), *r[1:]])}: {', '.join(cols)}" for r, cols in by_row.items()))
+        notes.append(
+            "n/a cells (not run): "
+            + "; ".join(
+                f"{' / '.join([ARCH_NAMES.get(r[0], r[0]), *r[1:]])}: {', '.join(cols)}" for r, cols in by_row.items()
+            )
+        )
     if companion:
         notes.append(f"Paper: {paper_source(table.spec.name)}")
         if not deltas:
@@ -100,14 +104,29 @@ def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
 def to_markdown(table: Table, companion: bool = False, deltas: bool = False) -> str:
     """Markdown table (± = 95% t-interval half-width over seeds; bold = best per the paper's rule)."""
     header = _label_header(table, companion) + [table.header(c) for c in table.columns]
-    lines = [f"### {table.spec.title}{' vs paper' if companion else ''}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"### {table.spec.title}{' vs paper' if companion else ''}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(table, companion, deltas, "md")]
     return "\n".join(lines + [""] + [f"* {n}" for n in _notes(table, companion, deltas)]) + "\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "^": r"\^{}",
-        "φ": r"$\varphi$", "≙": r"$\widehat{=}$", "–": "--", "Δ": r"$\Delta$", "±": r"$\pm$"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "#": r"\#",
+    "_": r"\_",
+    "^": r"\^{}",
+    "φ": r"$\varphi$",
+    "≙": r"$\widehat{=}$",
+    "–": "--",
+    "Δ": r"$\Delta$",
+    "±": r"$\pm$",
+}
 
 
 _REWARD = re.compile(r"R\^(φ|\w+)")  # R^binary, R^φ -> $R^{\mathrm{binary}}$, $R^{\varphi}$
@@ -132,16 +151,21 @@ def to_latex(table: Table, companion: bool = False, deltas: bool = False) -> str
         width = sum(1 for c in table.columns if c[0] == g)
         spans.append((g, start, width))
         start += width
-    lines = [r"\begin{tabular}{" + "l" * len(labels) + "c" * len(table.columns) + "}", r"\toprule",
-             " & " * (len(labels) - 1) + " & " + " & ".join(
-                 rf"\multicolumn{{{w}}}{{c}}{{{_tex(g)}}}" for g, _, w in spans) + r" \\",
-             "".join(rf"\cmidrule(lr){{{s}-{s + w - 1}}}" for _, s, w in spans),
-             " & ".join([_tex(x) for x in labels] + [_tex(table.headers[c]) for c in table.columns]) + r" \\",
-             r"\midrule"]
+    lines = [
+        r"\begin{tabular}{" + "l" * len(labels) + "c" * len(table.columns) + "}",
+        r"\toprule",
+        " & " * (len(labels) - 1)
+        + " & "
+        + " & ".join(rf"\multicolumn{{{w}}}{{c}}{{{_tex(g)}}}" for g, _, w in spans)
+        + r" \\",
+        "".join(rf"\cmidrule(lr){{{s}-{s + w - 1}}}" for _, s, w in spans),
+        " & ".join([_tex(x) for x in labels] + [_tex(table.headers[c]) for c in table.columns]) + r" \\",
+        r"\midrule",
+    ]
     for i, row in enumerate(_rows(table, companion, deltas, "tex")):
         if row[0] and i:
             lines.append(r"\midrule")
-        lines.append(" & ".join([_tex(x) for x in row[:len(labels)]] + row[len(labels):]) + r" \\")
+        lines.append(" & ".join([_tex(x) for x in row[: len(labels)]] + row[len(labels) :]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -149,31 +173,49 @@ def to_latex(table: Table, companion: bool = False, deltas: bool = False) -> str
 def to_html(table: Table, companion: bool = False, deltas: bool = False) -> str:
     """HTML table with its notes (for the self-contained report)."""
     header = _label_header(table, companion) + [table.header(c) for c in table.columns]
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(x) if i < len(header) - len(table.columns) else x}</td>"
-                                    for i, x in enumerate(row)) + "</tr>\n"
-                   for row in _rows(table, companion, deltas, "html"))
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(x) if i < len(header) - len(table.columns) else x}</td>" for i, x in enumerate(row)
+        )
+        + "</tr>\n"
+        for row in _rows(table, companion, deltas, "html")
+    )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(table, companion, deltas))
-    return (f"<h3>{html.escape(table.spec.title)}</h3>\n<table>\n<tr>"
-            + "".join(f"<th>{html.escape(h)}</th>" for h in header) + f"</tr>\n{body}</table>\n<ul>{notes}</ul>\n")
+    return (
+        f"<h3>{html.escape(table.spec.title)}</h3>\n<table>\n<tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        + f"</tr>\n{body}</table>\n<ul>{notes}</ul>\n"
+    )
 
 
 def to_csv(table: Table, deltas: bool = False) -> str:
     """Tidy CSV: one line per cell with mean, interval, seeds, best mark, paper value and Δ."""
-    frames = {"mean": table.mean, "ci95_half": table.half, "n_seeds": table.n,
-              "best": best_mask(table.mean, table.spec.best), "paper": table.paper}
+    frames = {
+        "mean": table.mean,
+        "ci95_half": table.half,
+        "n_seeds": table.n,
+        "best": best_mask(table.mean, table.spec.best),
+        "paper": table.paper,
+    }
     tidy = pd.concat({k: f.stack(["group", "column"], future_stack=True) for k, f in frames.items()}, axis=1)
     tidy["delta"] = tidy["mean"] - tidy["paper"] if deltas else math.nan
-    tidy["header"] = [table.header(key) for key in zip(tidy.index.get_level_values("group"),
-                                                          tidy.index.get_level_values("column"))]
+    tidy["header"] = [
+        table.header(key) for key in zip(tidy.index.get_level_values("group"), tidy.index.get_level_values("column"))
+    ]
     return tidy.reset_index().to_csv(index=False, float_format="%.4g")
 
 
 def write_table(table: Table, out: Path, deltas: bool = False) -> list[Path]:
     """``{name}.csv/.md/.tex`` and ``{name}_paper.md/.tex`` under ``out``; returns the paths."""
     name = table.spec.name
-    files = {f"{name}.csv": to_csv(table, deltas), f"{name}.md": to_markdown(table),
-             f"{name}.tex": to_latex(table), f"{name}_paper.md": to_markdown(table, True, deltas),
-             f"{name}_paper.tex": to_latex(table, True, deltas)}
+    files = {
+        f"{name}.csv": to_csv(table, deltas),
+        f"{name}.md": to_markdown(table),
+        f"{name}.tex": to_latex(table),
+        f"{name}_paper.md": to_markdown(table, True, deltas),
+        f"{name}_paper.tex": to_latex(table, True, deltas),
+    }
     for filename, text in files.items():
         atomic_write(out / filename, text)
     return [out / f for f in files]

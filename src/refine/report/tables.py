@@ -6,6 +6,7 @@ filters. A tuple in a filter means "average over all of these", and a seed count
 present (so Avg columns and family averages never average over a partial set). Cells report the mean over
 seeds and the 95% t-interval half-width.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,11 @@ class Table:
     def as_paper(self) -> Table:
         """The same layout holding the published numbers (one value per cell), for the same checks."""
         paper = self.paper.to_numpy()
-        values = {(r, c): pd.Series(paper[i, j:j + 1]).dropna()
-                  for i, r in enumerate(self.index) for j, c in enumerate(self.columns)}
+        values = {
+            (r, c): pd.Series(paper[i, j : j + 1]).dropna()
+            for i, r in enumerate(self.index)
+            for j, c in enumerate(self.columns)
+        }
         return Table(self.spec, self.index, self.columns, values, self.headers)
 
     def missing(self) -> list[tuple[tuple, tuple]]:
@@ -153,14 +157,16 @@ def _header(df: pd.DataFrame, col: Col) -> str:
     return col.label
 
 
-def build(records: pd.DataFrame, spec: Spec, archs: tuple[str, ...] | None = None,
-          _rows: list[dict] | None = None) -> Table:
+def build(
+    records: pd.DataFrame, spec: Spec, archs: tuple[str, ...] | None = None, _rows: list[dict] | None = None
+) -> Table:
     """Table ``spec`` from normalized records; rows for ``archs`` (default: the archs present, paper order).
     ``_rows`` is ``records.to_dict("records")`` when the caller already has it."""
     present = list(records["arch"].unique()) if len(records) else []
     archs = archs or tuple([a for a in ARCHS if a in present] + sorted(set(present) - set(ARCHS))) or ARCHS
-    index = pd.MultiIndex.from_tuples([(a, *row.label) for a in archs for row in spec.rows],
-                                      names=["arch", *spec.row_names])
+    index = pd.MultiIndex.from_tuples(
+        [(a, *row.label) for a in archs for row in spec.rows], names=["arch", *spec.row_names]
+    )
     columns = pd.MultiIndex.from_tuples([(c.group, c.label) for c in spec.cols], names=["group", "column"])
     values = {}
     families = {c.where.get("family") for c in spec.cols}
@@ -176,11 +182,13 @@ def build(records: pd.DataFrame, spec: Spec, archs: tuple[str, ...] | None = Non
 
 # ---- specs -------------------------------------------------------------------------------------------------
 
+
 def _group(group: str, where: dict, key: str, values, labels=None) -> list[Col]:
     """Columns ``values`` of one group, then its Avg (the same filter over all of them)."""
     values, labels = tuple(values), tuple(labels or values)
     return [Col(group, lab, {**where, key: v}) for v, lab in zip(values, labels)] + [
-        Col(group, "Avg", {**where, key: values})]
+        Col(group, "Avg", {**where, key: values})
+    ]
 
 
 def _mid(method: str | None, ttt: str = "none") -> dict:
@@ -191,20 +199,25 @@ def _post(method: str, ttt: str = "none") -> dict:
     return {"stage": "post", "method": method, "ttt": ttt, "own_task": True}
 
 
-MID_ROWS = (Row(("base",), _mid(None)), Row(("+ SFT MidTr",), _mid("sft")),
-            Row(("+ REFINE MidTr",), _mid("refine")))
+MID_ROWS = (Row(("base",), _mid(None)), Row(("+ SFT MidTr",), _mid("sft")), Row(("+ REFINE MidTr",), _mid("refine")))
 
 
-FAMILY_AVERAGES = {"longbench": "LongBench 12-task average", "qa": "RULER QA average (2 tasks x 3 lengths)",
-                   "niah": "NIAH average (4 families x 3 lengths)", "short": "short-context accuracy average"}
+FAMILY_AVERAGES = {
+    "longbench": "LongBench 12-task average",
+    "qa": "RULER QA average (2 tasks x 3 lengths)",
+    "niah": "NIAH average (4 families x 3 lengths)",
+    "short": "short-context accuracy average",
+}
 
 
 def family_units(family: str, niah: dict[str, str] = NIAH_FAMILIES) -> dict:
     """Filter for a family's paper average: LongBench 12 tasks, QA 2 tasks x 3 lengths, NIAH 4 x 3, short 6."""
-    units = {"longbench": {"task_key": tuple(LONGBENCH.values())},
-             "qa": {"task_key": ("squad", "hotpot"), "length_label": LENGTHS},
-             "niah": {"task": tuple(niah.values()), "length_label": LENGTHS},
-             "short": {"task_key": tuple(SHORT_TASKS.values())}}[family]
+    units = {
+        "longbench": {"task_key": tuple(LONGBENCH.values())},
+        "qa": {"task_key": ("squad", "hotpot"), "length_label": LENGTHS},
+        "niah": {"task": tuple(niah.values()), "length_label": LENGTHS},
+        "short": {"task_key": tuple(SHORT_TASKS.values())},
+    }[family]
     return {"family": family, **units}
 
 
@@ -213,55 +226,136 @@ def specs(niah: dict[str, str] = NIAH_FAMILIES, ablation_family: str = "longbenc
     ``ablation_family`` is the average the ablation tables use (the paper: LongBench)."""
     fam = family_units(ablation_family, niah)
     unit = f"{FAMILY_AVERAGES[ablation_family]} (%)"
-    fam_note = (f"Cells: {FAMILY_AVERAGES[ablation_family]}, over " + " x ".join(
-        f"{k} ({', '.join(v)})" for k, v in fam.items() if isinstance(v, tuple)) + ".",)
+    fam_note = (
+        f"Cells: {FAMILY_AVERAGES[ablation_family]}, over "
+        + " x ".join(f"{k} ({', '.join(v)})" for k, v in fam.items() if isinstance(v, tuple))
+        + ".",
+    )
 
     def abl(group: str, cells: dict[str, dict]) -> tuple[Col, ...]:
         return tuple(Col(group, label, {**where, **fam}) for label, where in cells.items())
 
     ref = "REFINE"
-    return {s.name: s for s in (
-        Spec("table3", "Table 3: RULER NIAH after mid-training (string_match_all, %)", ("Model",), MID_ROWS,
-             tuple(c for f, task in niah.items() for c in _group(f, {"family": "niah", "task": task},
-                                                                 "length_label", LENGTHS)),
-             notes=("NIAH families: " + ", ".join(f"{f} = {t}" for f, t in niah.items()) + ".",)),
-        Spec("table4", "Table 4: RULER multi-doc QA (string_match_part, %)", ("MidTr", "PostTr", "TTT"),
-             (Row(("–", "–", "–"), _mid(None)), Row(("SFT", "–", "–"), _mid("sft")),
-              Row((ref, "–", "–"), _mid("refine")), Row((ref, "SFT", "–"), _post("sft")),
-              Row((ref, "Nested SFT", "–"), _post("nested_sft")),
-              Row((ref, "Nested REFINE", "–"), _post("nested_refine")),
-              Row((ref, "Nested REFINE", "SFT"), _post("nested_refine", "sft")),
-              Row((ref, "Nested REFINE", ref), _post("nested_refine", "refine"))),
-             tuple(c for key, name in (("squad", "SQuADQA"), ("hotpot", "HotpotQA"))
-                   for c in _group(name, {"family": "qa", "task_key": key}, "length_label", LENGTHS))),
-        Spec("table5", "Table 5: LongBench (12 tasks, official metrics, %)", ("MidTr", "TTT"),
-             (Row(("–", "–"), _mid(None)), Row(("SFT", "–"), _mid("sft")), Row((ref, "–"), _mid("refine")),
-              Row((ref, "SFT"), _mid("refine", "sft")), Row((ref, ref), _mid("refine", "refine"))),
-             tuple(_group("LongBench", {"family": "longbench"}, "task_key", LONGBENCH.values()))),
-        Spec("table6", "Table 6: reward function in mid-training", (), (Row((), {}),),
-             abl("Reward", {"R^binary": _mid("refine_binary"), "R^φ (cos)": _mid("refine")}),
-             best="row", notes=fam_note, unit=unit),
-        Spec("table7", "Table 7: token selection in mid-training", (), (Row((), {}),),
-             abl("Selection", {"Uniform": _mid("refine_uniform"), "argmax H": _mid("refine_argmax"),
-                               "argmin H": _mid("refine_argmin"), "Entropy-weighted": _mid("refine")}),
-             best="row", notes=fam_note, unit=unit),
-        Spec("tableE2", "Table E.2: reward in test-time training (MidTr = REFINE)", (), (Row((), {}),),
-             abl("TTT", {"none": _mid("refine"), "SFT": _mid("refine", "sft"),
-                         "REFINE R^φ": _mid("refine", "refine_cosine"),
-                         "REFINE R^binary": _mid("refine", "refine")}),
-             best="row", notes=fam_note, unit=unit),
-        Spec("tableE1", "Table E.1: short-context accuracy after mid-training (%)", ("Model",), MID_ROWS,
-             tuple(_group("Accuracy", {"family": "short"}, "task_key", SHORT_TASKS.values())),
-             notes=("Accuracy columns only; perplexity and recall columns are in the paper companion.",)),
-        Spec("fig5", "Fig. 5 data: rollout length k and chunks c in mid-training", (), (Row((), {}),),
-             abl("k", {f"k={k}": _mid("refine" if k == 5 else f"refine_k{k}") for k in (1, 3, 5, 7)})
-             + abl("c", {f"c={c}": _mid("refine" if c == 8 else f"refine_c{c}") for c in (2, 4, 6, 8)}),
-             best=None, notes=fam_note + ("k=5 and c=8 are the default REFINE run.",), unit=unit),
-    )}
+    return {
+        s.name: s
+        for s in (
+            Spec(
+                "table3",
+                "Table 3: RULER NIAH after mid-training (string_match_all, %)",
+                ("Model",),
+                MID_ROWS,
+                tuple(
+                    c
+                    for f, task in niah.items()
+                    for c in _group(f, {"family": "niah", "task": task}, "length_label", LENGTHS)
+                ),
+                notes=("NIAH families: " + ", ".join(f"{f} = {t}" for f, t in niah.items()) + ".",),
+            ),
+            Spec(
+                "table4",
+                "Table 4: RULER multi-doc QA (string_match_part, %)",
+                ("MidTr", "PostTr", "TTT"),
+                (
+                    Row(("–", "–", "–"), _mid(None)),
+                    Row(("SFT", "–", "–"), _mid("sft")),
+                    Row((ref, "–", "–"), _mid("refine")),
+                    Row((ref, "SFT", "–"), _post("sft")),
+                    Row((ref, "Nested SFT", "–"), _post("nested_sft")),
+                    Row((ref, "Nested REFINE", "–"), _post("nested_refine")),
+                    Row((ref, "Nested REFINE", "SFT"), _post("nested_refine", "sft")),
+                    Row((ref, "Nested REFINE", ref), _post("nested_refine", "refine")),
+                ),
+                tuple(
+                    c
+                    for key, name in (("squad", "SQuADQA"), ("hotpot", "HotpotQA"))
+                    for c in _group(name, {"family": "qa", "task_key": key}, "length_label", LENGTHS)
+                ),
+            ),
+            Spec(
+                "table5",
+                "Table 5: LongBench (12 tasks, official metrics, %)",
+                ("MidTr", "TTT"),
+                (
+                    Row(("–", "–"), _mid(None)),
+                    Row(("SFT", "–"), _mid("sft")),
+                    Row((ref, "–"), _mid("refine")),
+                    Row((ref, "SFT"), _mid("refine", "sft")),
+                    Row((ref, ref), _mid("refine", "refine")),
+                ),
+                tuple(_group("LongBench", {"family": "longbench"}, "task_key", LONGBENCH.values())),
+            ),
+            Spec(
+                "table6",
+                "Table 6: reward function in mid-training",
+                (),
+                (Row((), {}),),
+                abl("Reward", {"R^binary": _mid("refine_binary"), "R^φ (cos)": _mid("refine")}),
+                best="row",
+                notes=fam_note,
+                unit=unit,
+            ),
+            Spec(
+                "table7",
+                "Table 7: token selection in mid-training",
+                (),
+                (Row((), {}),),
+                abl(
+                    "Selection",
+                    {
+                        "Uniform": _mid("refine_uniform"),
+                        "argmax H": _mid("refine_argmax"),
+                        "argmin H": _mid("refine_argmin"),
+                        "Entropy-weighted": _mid("refine"),
+                    },
+                ),
+                best="row",
+                notes=fam_note,
+                unit=unit,
+            ),
+            Spec(
+                "tableE2",
+                "Table E.2: reward in test-time training (MidTr = REFINE)",
+                (),
+                (Row((), {}),),
+                abl(
+                    "TTT",
+                    {
+                        "none": _mid("refine"),
+                        "SFT": _mid("refine", "sft"),
+                        "REFINE R^φ": _mid("refine", "refine_cosine"),
+                        "REFINE R^binary": _mid("refine", "refine"),
+                    },
+                ),
+                best="row",
+                notes=fam_note,
+                unit=unit,
+            ),
+            Spec(
+                "tableE1",
+                "Table E.1: short-context accuracy after mid-training (%)",
+                ("Model",),
+                MID_ROWS,
+                tuple(_group("Accuracy", {"family": "short"}, "task_key", SHORT_TASKS.values())),
+                notes=("Accuracy columns only; perplexity and recall columns are in the paper companion.",),
+            ),
+            Spec(
+                "fig5",
+                "Fig. 5 data: rollout length k and chunks c in mid-training",
+                (),
+                (Row((), {}),),
+                abl("k", {f"k={k}": _mid("refine" if k == 5 else f"refine_k{k}") for k in (1, 3, 5, 7)})
+                + abl("c", {f"c={c}": _mid("refine" if c == 8 else f"refine_c{c}") for c in (2, 4, 6, 8)}),
+                best=None,
+                notes=fam_note + ("k=5 and c=8 are the default REFINE run.",),
+                unit=unit,
+            ),
+        )
+    }
 
 
-def build_all(records: pd.DataFrame, niah: dict[str, str] = NIAH_FAMILIES,
-              ablation_family: str = "longbench") -> dict[str, Table]:
+def build_all(
+    records: pd.DataFrame, niah: dict[str, str] = NIAH_FAMILIES, ablation_family: str = "longbench"
+) -> dict[str, Table]:
     """Every table of ``specs`` from normalized records."""
     rows = records.to_dict("records")
     return {name: build(records, spec, _rows=rows) for name, spec in specs(niah, ablation_family).items()}

@@ -49,9 +49,7 @@ def bench_refine(
     """
     cfg = cfg or RefineConfig()
     torch.manual_seed(0)
-    model = (
-        AutoModelForCausalLM.from_config(tiny_config(arch, vocab_size, **model_overrides)).float().to(device)
-    )
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, vocab_size, **model_overrides)).float().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
     ids = torch.randint(3, vocab_size, (batch_size, seq_len), device=device)
     mask = torch.ones_like(ids)
@@ -67,9 +65,7 @@ def bench_refine(
 
     def refine(rollout: str):
         step_cfg = dataclasses.replace(cfg, rollout=rollout, mini_batch_size=None)
-        return lambda: refine_update(
-            model, ids, mask, step_cfg, optimizer_step, torch.Generator().manual_seed(0)
-        )
+        return lambda: refine_update(model, ids, mask, step_cfg, optimizer_step, torch.Generator().manual_seed(0))
 
     result = {"arch": arch, "seq_len": seq_len, "batch_size": batch_size, "c": cfg.c, "k": cfg.k}
     fns = {"sft_s": sft, "refine_snapshot_s": refine("snapshot"), "refine_recompute_s": refine("recompute")}

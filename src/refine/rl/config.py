@@ -46,9 +46,7 @@ class RefineConfig:
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ValueError(f"RefineConfig.mini_batch_size must be >= 1 or None, got {self.mini_batch_size}")
         if self.k > self.margin:
-            raise ValueError(
-                f"RefineConfig.k={self.k} exceeds margin={self.margin}: rollouts would run past L"
-            )
+            raise ValueError(f"RefineConfig.k={self.k} exceeds margin={self.margin}: rollouts would run past L")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RefineConfig:

@@ -110,9 +110,7 @@ class RecomputeEngine:
         return logp, (out.hidden_states[-1][:, -k:] if hidden else None)
 
     @torch.no_grad()
-    def sample(
-        self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator
-    ):
+    def sample(self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator):
         prefix, mask = self.prefixes(input_ids, attention_mask, seq_index, positions, pad_id(model))
         full = model.generate(
             prefix, attention_mask=mask, max_new_tokens=k, min_new_tokens=k, do_sample=True,
@@ -176,9 +174,7 @@ class SnapshotEngine:
         return [[torch.cat(rows), type(caches[0]).cat(caches), torch.cat(logits)]]
 
     @torch.no_grad()
-    def sample(
-        self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator
-    ):
+    def sample(self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator):
         branches = self.branches(model, input_ids, attention_mask, found, seq_index, positions)
         num, eos = positions.shape[0], eos_ids(model)
         tokens = torch.empty(num, k, dtype=torch.long, device=input_ids.device)
@@ -203,14 +199,10 @@ class SnapshotEngine:
 
     def forward(self, model, input_ids, attention_mask, seq_index, positions, tokens, temperature, found):
         logp = torch.empty(tokens.shape, device=input_ids.device)
-        for rows, cache, first in self.branches(
-            model, input_ids, attention_mask, found, seq_index, positions
-        ):
+        for rows, cache, first in self.branches(model, input_ids, attention_mask, found, seq_index, positions):
             logits = first[:, None]
             if tokens.shape[1] > 1:
-                logits = torch.cat(
-                    [logits, model(tokens[rows, :-1], cache=cache, use_cache=True).logits], dim=1
-                )
+                logits = torch.cat([logits, model(tokens[rows, :-1], cache=cache, use_cache=True).logits], dim=1)
             logp = logp.index_put((rows,), token_logp(logits, tokens[rows], temperature))
         return found.ntp, logp
 
@@ -218,9 +210,7 @@ class SnapshotEngine:
 ENGINES = {engine.name: engine for engine in (RecomputeEngine(), SnapshotEngine())}
 
 
-def collect_rollouts(
-    engine, model, input_ids, attention_mask, positions, found: Scan, cfg, generator
-) -> Rollouts:
+def collect_rollouts(engine, model, input_ids, attention_mask, positions, found: Scan, cfg, generator) -> Rollouts:
     """Sample ``cfg.n`` rollouts of ``cfg.k`` tokens from each start in ``positions [B, c]`` (spec 4.4-4.6).
 
     ``found`` is ``engine.scan``'s result: the ground-truth states are its hidden states, from the current

@@ -53,9 +53,7 @@ def pick_in_chunks(
             offsets[row] = window.argmin(dim=1)
         else:
             probs = window.float().softmax(dim=1)
-            offsets[row] = torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(
-                starts.device
-            )
+            offsets[row] = torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(starts.device)
     return offsets
 
 

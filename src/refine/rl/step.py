@@ -52,9 +52,7 @@ def refine_update(
             scans.append(engine.scan(model, input_ids[block], attention_mask[block], cfg.c))
     with torch.no_grad():
         found = Scan.cat(scans)  # for the rollouts: no graph
-    positions = select_positions(
-        found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator
-    )
+    positions = select_positions(found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator)
     rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator)
     rewards = all_rewards(rollouts.h_pred, rollouts.h_gt, rollouts.tokens, rollouts.gt_ids)
     advantages = grpo_advantages(rewards[cfg.reward], rollouts.groups, cfg.adv_eps)
@@ -92,9 +90,7 @@ def refine_update(
     return metrics
 
 
-def _rollout_metrics(
-    rewards: dict, advantages: torch.Tensor, entropy: torch.Tensor, rollouts: Rollouts
-) -> dict:
+def _rollout_metrics(rewards: dict, advantages: torch.Tensor, entropy: torch.Tensor, rollouts: Rollouts) -> dict:
     """Reward mean/std of every kind (spec 4.7), advantage stats and the entropy of the selected predictions."""
     metrics = {}
     for kind, values in rewards.items():

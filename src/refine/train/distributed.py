@@ -52,9 +52,7 @@ class Dist:
         """Element-wise sum of a list of floats over ranks (float64, so counts stay exact)."""
         if self.world == 1:
             return list(values)
-        t = torch.tensor(
-            values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu"
-        )
+        t = torch.tensor(values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
         tdist.all_reduce(t)
         return t.tolist()
 

@@ -41,9 +41,7 @@ class OptimizerStep:
     `apply` are the two halves, for gradient accumulation over micro-batches.
     """
 
-    def __init__(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float, dist: Dist
-    ):
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float, dist: Dist):
         self.model, self.optimizer, self.grad_clip, self.dist = model, optimizer, grad_clip, dist
         self.taken = 0
         self.skipped = 0

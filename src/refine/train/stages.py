@@ -66,15 +66,11 @@ def resolve_method(method: str, refine: RefineConfig) -> tuple[str, RefineConfig
         elif re.fullmatch(r"[kcn]\d+", part):
             updates[part[0]] = int(part[1:])
         else:
-            raise ValueError(
-                f"--method {method!r}: unknown variant {part!r} (a reward, a sampling, k<N>, c<N>, n<N>)"
-            )
+            raise ValueError(f"--method {method!r}: unknown variant {part!r} (a reward, a sampling, k<N>, c<N>, n<N>)")
     return "refine", dataclasses.replace(refine, **updates)
 
 
-def _trainer(
-    model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None
-) -> Trainer:
+def _trainer(model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None) -> Trainer:
     return Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
 
 
@@ -84,9 +80,7 @@ def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
     trainer.dist.barrier()
 
 
-def pretrain(
-    cfg: PretrainConfig, *, arch: str, tokenizer, data, out=None, metrics=None, state=None, seed=0, dist=None
-):
+def pretrain(cfg: PretrainConfig, *, arch: str, tokenizer, data, out=None, metrics=None, state=None, seed=0, dist=None):
     """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models)."""
     from transformers import AutoModelForCausalLM
 
@@ -199,11 +193,7 @@ def post(cfg: PostConfig, *, method: str, base, data, out=None, metrics=None, st
         raise ValueError(f"--stage post: --method must be one of {POST_METHODS}, got {method!r}")
     dist = dist or init_distributed()
     inner_method = method.removeprefix("nested_")
-    inner = (
-        TextUpdate(inner_method, per_rank(cfg.refine, dist.world), cfg.matched_steps)
-        if method != "sft"
-        else None
-    )
+    inner = TextUpdate(inner_method, per_rank(cfg.refine, dist.world), cfg.matched_steps) if method != "sft" else None
     model, tok = load_pretrained(base)
     seed_everything(seed)
     prompts, answers = read_column(data, "prompt"), read_column(data, "answer")

@@ -89,9 +89,7 @@ class TrainState:
             return None
         return self.root / (self.root / "latest").read_text().strip()
 
-    def save(
-        self, step: int, model, optimizer, scheduler, generators: dict[str, torch.Generator], **extra
-    ) -> None:
+    def save(self, step: int, model, optimizer, scheduler, generators: dict[str, torch.Generator], **extra) -> None:
         """Write `step-{step}` (all ranks), then point `latest` at it and drop older states (rank 0)."""
         if self.root is None:
             return
@@ -127,9 +125,7 @@ class TrainState:
                     shutil.rmtree(old)
         self.dist.barrier()
 
-    def load(
-        self, model, optimizer, scheduler, generators: dict[str, torch.Generator]
-    ) -> dict[str, Any] | None:
+    def load(self, model, optimizer, scheduler, generators: dict[str, torch.Generator]) -> dict[str, Any] | None:
         """Restore the newest state in place; returns its `train.pt` dict (step, extras) or None."""
         path = self.latest()
         if path is None:
@@ -139,9 +135,7 @@ class TrainState:
             log.warning("ignoring state %s: written by a run with another configuration", path)
             return None
         if train["world"] != self.dist.world:
-            raise ValueError(
-                f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}"
-            )
+            raise ValueError(f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}")
         model.load_state_dict(train["model"])
         optimizer.load_state_dict(train["optimizer"])
         scheduler.load_state_dict(train["scheduler"])

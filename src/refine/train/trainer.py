@@ -45,9 +45,7 @@ class BatchPlan:
         """`cfg.steps` steps, or `cfg.epochs` passes when steps = 0."""
         if n_items < cfg.batch_size:
             raise ValueError(f"{n_items} examples are fewer than one batch of {cfg.batch_size}")
-        return cls(
-            n_items, cfg.batch_size, cfg.steps or cfg.epochs * (n_items // cfg.batch_size), seed, shuffle
-        )
+        return cls(n_items, cfg.batch_size, cfg.steps or cfg.epochs * (n_items // cfg.batch_size), seed, shuffle)
 
     def indices(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.n_items // self.batch_size)
@@ -99,9 +97,7 @@ class Trainer:
             if getattr(model, "supports_gradient_checkpointing", False):
                 model.gradient_checkpointing_enable()
             else:
-                log.warning(
-                    "%s does not support gradient checkpointing; running without", type(model).__name__
-                )
+                log.warning("%s does not support gradient checkpointing; running without", type(model).__name__)
         self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps)
         self.opt = OptimizerStep(model, self.optimizer, cfg.optim.grad_clip, dist)
@@ -109,9 +105,7 @@ class Trainer:
         self.state = TrainState(state, dist, fingerprint(cfg, desc, seed))
         self.metrics = MetricsLog(metrics, dist.main, state)
         self.step = 0
-        precision = (
-            cfg.precision if cfg.precision != "auto" else ("bf16" if dist.device.type == "cuda" else "fp32")
-        )
+        precision = cfg.precision if cfg.precision != "auto" else ("bf16" if dist.device.type == "cuda" else "fp32")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision: unknown {cfg.precision!r} (auto | fp32 | bf16)")
         self.bf16 = precision == "bf16"

@@ -111,10 +111,7 @@ def nested_update(trainer, batch: dict[str, dict], inner: TextUpdate | None) -> 
     """
     metrics = {}
     if inner is not None:
-        metrics = {
-            k if k.startswith("reward") else f"inner_{k}": v
-            for k, v in inner(trainer, batch["prompt"]).items()
-        }
+        metrics = {k if k.startswith("reward") else f"inner_{k}": v for k, v in inner(trainer, batch["prompt"]).items()}
     outer = sft_update(trainer.model, batch["answer"], trainer.cfg.micro_batch_size, 1, trainer.opt)
     inner_tokens = metrics.pop("inner_tokens", 0)
     return {**metrics, **outer, "tokens": outer["tokens"] + inner_tokens}
@@ -137,9 +134,7 @@ def ntp_validation(model, batch: dict[str, torch.Tensor], micro: int, generator:
         mask = batch["attention_mask"][m : m + micro].to(device)
         out = model(ids, attention_mask=mask, labels=ids)
         probs = torch.softmax(out.logits[:, :-1].float(), dim=-1)
-        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(
-            ids.shape[0], -1
-        )
+        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(ids.shape[0], -1)
         real = mask[:, :-1].bool()
         hits += float(((drawn == ids[:, 1:]) & real).sum())
         positions += float(real.sum())

@@ -49,9 +49,7 @@ def scan_niah_file(path: str | Path) -> set[int]:
                 raise ValueError(f"{path}:{lineno}: not JSON ({err})") from None
             missing = [f for f in NIAH_FIELDS if f not in doc]
             if missing:
-                raise ValueError(
-                    f"{path}:{lineno}: missing field(s) {missing}; NIAH rows need {list(NIAH_FIELDS)}"
-                )
+                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}; NIAH rows need {list(NIAH_FIELDS)}")
             lengths.add(int(doc["max_length"]))
     if not lengths:
         raise ValueError(f"{path}: no rows")
@@ -74,9 +72,7 @@ def render_niah_tasks(
             "include": str(BASE_YAML),
             "task": task,
             "dataset_kwargs": {"data_files": {"test": [str(p.resolve()) for p in paths]}},
-            "metric_list": [
-                {"metric": str(n), "aggregation": "mean", "higher_is_better": True} for n in lengths
-            ],
+            "metric_list": [{"metric": str(n), "aggregation": "mean", "higher_is_better": True} for n in lengths],
             "generation_kwargs": {
                 "do_sample": False,
                 "temperature": 0.0,

@@ -1,0 +1,57 @@
+"""Every workflow config section documents exactly the fields of the dataclass its command reads."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from refine.data.corpus import CorpusConfig
+from refine.data.longbench import LongBenchConfig
+from refine.data.niah import NiahConfig as NiahDataConfig
+from refine.data.qa import QAConfig
+from refine.data.tokenizer import TokenizerConfig
+from refine.evaluate.generation import GenerationConfig
+from refine.evaluate.lmeval.harness import NiahConfig as NiahEvalConfig
+from refine.rl.config import RefineConfig
+from refine.train.config import MidConfig, OptimConfig, PostConfig, PretrainConfig, TTTConfig
+
+SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+# section -> (dataclass, fields the workflow fills in itself rather than the config)
+SECTIONS = {
+    "tokenizer": (TokenizerConfig, set()),
+    "corpus": (CorpusConfig, set()),
+    "pretrain": (PretrainConfig, set()),
+    "mid": (MidConfig, set()),
+    "post": (PostConfig, set()),
+    "ttt": (TTTConfig, {"generation"}),  # the `evaluation` section
+    "niah": (NiahDataConfig, {"lengths"}),  # the top-level `lengths`
+    "niah_eval": (NiahEvalConfig, set()),
+    "qa": (QAConfig, {"lengths", "model"}),  # top-level `lengths`; the arch's file-name model
+    "longbench": (LongBenchConfig, set()),
+    "evaluation": (GenerationConfig, {"max_prompt_length"}),  # each cell's length minus generated tokens
+}
+
+
+def properties(node: dict) -> set[str]:
+    """Property names of a schema node, following allOf / $ref into $defs."""
+    names = set(node.get("properties", {}))
+    for part in node.get("allOf", []):
+        names |= properties(SCHEMA["$defs"][part["$ref"].rsplit("/", 1)[1]])
+    return names
+
+
+def field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_section_matches_its_dataclass(section):
+    cls, filled = SECTIONS[section]
+    assert properties(SCHEMA["properties"][section]) == field_names(cls) - filled
+
+
+def test_nested_optim_and_refine_match():
+    assert properties(SCHEMA["$defs"]["optim"]) == field_names(OptimConfig)
+    assert properties(SCHEMA["$defs"]["refine"]) == field_names(RefineConfig)
