@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_rl_engines import make_batch, make_model, single_thread  # noqa: F401  (autouse fixture)
+from test_rl_engines import make_batch, make_model
 
 from refine.models.base import ntp_loss
 from refine.rl.config import RefineConfig
