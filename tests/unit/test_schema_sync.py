@@ -16,7 +16,8 @@ from refine.evaluate.lmeval.harness import NiahConfig as NiahEvalConfig
 from refine.rl.config import RefineConfig
 from refine.train.config import MidConfig, OptimConfig, PostConfig, PretrainConfig, TTTConfig
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
 # section -> (dataclass, fields the workflow fills in itself rather than the config)
 SECTIONS = {

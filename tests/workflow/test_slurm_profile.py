@@ -393,6 +393,9 @@ def test_local_slurm_torchrun_world_of_two(tmp_path):
             "snakemake",
             "--workflow-profile",
             str(CI_PROFILE),
+            "--set-resources",  # the probe asks for both fake GPUs (the CI profile trains on one)
+            "train_mid:gpu=2",
+            "train_mid:cpus_per_gpu=1",
         ],
         cwd=tmp_path,
         check=False,

@@ -21,13 +21,14 @@ POST_ROWS = [("sft", "none"), ("nested_sft", "none"), ("nested_refine", "none"),
              ("nested_refine", "refine")]  # fmt: skip
 
 
-def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = (), timeout: int = 900):
-    """Run the workflow with the smoke config in `workdir` (results/ lands there)."""
-    longbench = json.dumps({**SMOKE["longbench"], "local_dir": str(SHARED / "longbench")})
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(REPO / "config" / "smoke.yaml"), "--config", f"longbench={longbench}", *config,
-           *args]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def snakemake(workdir: Path, *args: str, overrides: dict | None = None, timeout: int = 900):
+    """Run the workflow with the smoke config in `workdir` (results/ lands there); `overrides` update it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    override = workdir / "override.yaml"  # the LongBench path as seen from workdir, plus the test's changes
+    override.write_text(yaml.safe_dump({"longbench": {"local_dir": str(SHARED / "longbench")}, **(overrides or {})}))
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "config" / "smoke.yaml"), str(override)]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def expected_records() -> list[str]:
@@ -108,10 +109,10 @@ def test_second_run_does_nothing(smoke_run):
 def test_deleted_record_reruns_only_its_job(smoke_run):
     record = smoke_run / "results" / "smoke" / "evals" / "deltanet" / "post-ruler_squadqa-512-sft-s0" / "qa"
     (record / "ruler_squadqa_512_ttt-none.json").unlink()
-    proc = snakemake(smoke_run, "-n", "--cores", "2", "--quiet", "rules", "evaluate")
+    proc = snakemake(smoke_run, "evaluate", "-n", "--cores", "2", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval_qa_post" in proc.stdout and "train_" not in proc.stdout, proc.stdout
-    proc = snakemake(smoke_run, "--cores", "2", "evaluate")
+    proc = snakemake(smoke_run, "evaluate", "--cores", "2")
     assert proc.returncode == 0 and (record / "ruler_squadqa_512_ttt-none.json").is_file()
 
 
@@ -120,7 +121,7 @@ def test_tables_figures_report_rebuild_from_records_alone(smoke_run):
     for name in ("tables", "figures", "report"):
         shutil.rmtree(out / name)
     shutil.rmtree(out / "models")  # no checkpoint is needed to rebuild the presentation layer
-    proc = snakemake(smoke_run, "--cores", "1", "tables", "figures", "report")
+    proc = snakemake(smoke_run, "tables", "figures", "report", "--cores", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train_" not in proc.stderr and "eval_" not in proc.stderr
     assert (out / "tables" / "table4.csv").is_file() and (out / "report" / "report.html").is_file()
@@ -138,8 +139,8 @@ def test_slurm_run_gives_the_local_records(smoke_run, tmp_path):
     if not slurm_answers():
         pytest.skip("no local SLURM answers (start it with tests/slurm/start_local_slurm.sh)")
     workdir = tmp_path / "slurm"
-    proc = snakemake(workdir, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm-ci"), "evaluate",
-                     config=('archs=["deltanet"]',), timeout=1800)  # fmt: skip
+    proc = snakemake(workdir, "evaluate", "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm-ci"),
+                     overrides={"archs": ["deltanet"]}, timeout=1800)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert list((workdir / "results" / "logs" / "slurm").rglob("*.log")), "no SLURM job logs"
     local = smoke_run / "results" / "smoke" / "evals" / "deltanet"

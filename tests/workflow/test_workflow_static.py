@@ -17,7 +17,7 @@ def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("configfile", CONFIGS)
 def test_dry_run(configfile):
-    proc = snakemake("-n", "--cores", "2", "--configfile", configfile, "all", "ablations")
+    proc = snakemake("all", "ablations", "-n", "--cores", "2", "--configfile", configfile)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train_mid" in proc.stdout
 
@@ -42,4 +42,4 @@ def test_misspelled_key_is_rejected_by_name(tmp_path):
     bad.write_text("experimnet: oops\n")
     proc = snakemake("-n", "--configfile", str(bad))
     assert proc.returncode != 0
-    assert "experimnet" in proc.stderr
+    assert "experimnet" in proc.stdout + proc.stderr
