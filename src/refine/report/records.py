@@ -8,26 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from refine.data.longbench import TASK_KEYS
+
 ARCHS = ("lact", "deltanet")
 ARCH_NAMES = {"lact": "LaCT", "deltanet": "DeltaNet"}
 LENGTHS = ("4K", "8K", "16K")
 # Spec 7.4: which lm-eval task each Table 3 family is (S inferred, MK probable); override per call.
 NIAH_FAMILIES = {"S": "niah_single_1", "MK": "niah_multikey_1", "MQ": "niah_multiquery", "MV": "niah_multivalue"}
 QA_TASKS = {"squad": "SQuADQA", "hotpot": "HotpotQA"}
-LONGBENCH = {  # LongBench task name -> Table 5 column
-    "narrativeqa": "NQ",
-    "qasper": "QR",
-    "multifieldqa_en": "MF",
-    "hotpotqa": "HP",
-    "2wikimqa": "2W",
-    "qmsum": "QM",
-    "multi_news": "MN",
-    "samsum": "SS",
-    "trec": "TC",
-    "triviaqa": "TQ",
-    "lcc": "LC",
-    "repobench-p": "RP",
-}
+LONGBENCH = TASK_KEYS  # LongBench task name -> Table 5 column
 SHORT_TASKS = {  # Table E.1 accuracy columns (family "short"); Avg = their mean (spec 7.6)
     "lambada_openai": "LMB acc",
     "piqa": "PIQA",
