@@ -6,7 +6,9 @@ import sys
 
 # Jobs run `refine`, installed in the same environment as Snakemake: put that environment's bin first on
 # PATH so `.venv/bin/snakemake` works without activating the venv (and SLURM jobs inherit it).
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ["PATH"]]
+)
 
 R = f"results/{config['experiment']}"
 ARCHS = config["archs"]
