@@ -105,7 +105,8 @@ def run_niah(args) -> int:
 
 
 def run_qa(args) -> int:
-    from refine.data.io import atomic_path, write_table
+    from refine.atomic import atomic_path
+    from refine.data.io import write_table
     from refine.data.qa import QAConfig, generate_qa, load_ruler_qa, ruler_qa_file
 
     cfg = _cfg(args, QAConfig)
@@ -163,7 +164,7 @@ def run_checkpoint(args) -> int:
     """Download a hub checkpoint (weights, config, tokenizer) into --out; the paper config's base models."""
     from huggingface_hub import snapshot_download
 
-    from refine.data.io import atomic_path
+    from refine.atomic import atomic_path
 
     with atomic_path(args.out) as tmp:
         snapshot_download(repo_id=args.repo, local_dir=tmp)

@@ -38,16 +38,16 @@ def _write_tables(tables, out: Path, deltas: bool) -> list[Path]:
 
 
 def _write_figures(tables, metrics, out: Path) -> list[Path]:
+    from refine.atomic import atomic_write_text as atomic_write
     from refine.report.figures import summary_effects, write_figures
-    from refine.report.render import atomic_write
 
     atomic_write(out / "summary_refine_minus_sft.csv", summary_effects(tables).to_csv(index=False))
     return write_figures(tables, metrics, out)
 
 
 def _write_claims(tables, metrics, out: Path):
+    from refine.atomic import atomic_write_text as atomic_write
     from refine.report.claims import run_claims, to_markdown
-    from refine.report.render import atomic_write
 
     claims = run_claims(tables, metrics)
     atomic_write(out / "claims.csv", claims.to_csv(index=False, float_format="%.4g"))
@@ -73,7 +73,7 @@ def claims(args) -> int:
 
 def build(args) -> int:
     """Tables, figures and claims under ``out/{tables,figures}`` and ``out``, then report.md / report.html."""
-    from refine.report.render import atomic_write
+    from refine.atomic import atomic_write_text as atomic_write
     from refine.report.summary import to_html, to_markdown
 
     out = Path(args.out)

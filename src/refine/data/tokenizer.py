@@ -14,7 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from refine.data.io import atomic_path
+from refine.atomic import atomic_path
 
 EOS_TOKEN = "<|endoftext|>"
 

@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from refine.atomic import atomic_path
 
 SCHEMA = 1
 REQUIRED = ("experiment", "arch", "model", "stage", "method", "seed", "family", "task", "length", "length_label",
@@ -77,18 +78,10 @@ def write_record(path: str | Path, *, config: Any = None, **fields: Any) -> dict
         "examples": fields["examples"],
     }
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(record, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
     return record
 
 

@@ -14,9 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from refine.atomic import atomic_path
+
 from .claims import cell
 from .records import ARCH_NAMES, ARCHS
-from .render import atomic
 from .stats import compare
 from .tables import Table
 
@@ -40,7 +41,7 @@ def save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
     """``name.png`` and ``name.pdf`` under ``out``, each written to a temporary file and renamed."""
     paths = [out / f"{name}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
-        with atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix[1:], bbox_inches="tight")
     plt.close(fig)
     return paths

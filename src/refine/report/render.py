@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from refine.atomic import atomic_write_text as atomic_write
+
 from .published import source as paper_source
 from .records import ARCH_NAMES
 from .tables import Table, best_mask
-
-
-@contextmanager
-def atomic(path: Path):
-    """Yield a temporary path beside ``path``; on success it becomes ``path`` (mode 644) by one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def _num(x: float, signed: bool = False) -> str:

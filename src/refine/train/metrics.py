@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from refine.atomic import atomic_path
 
 
 class MetricsLog:
@@ -29,10 +30,8 @@ class MetricsLog:
         """Copy the working log to its declared path atomically (nothing to do when they are one file)."""
         if self.final is None or self.path == self.final:
             return
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.final.with_name(f".{self.final.name}.tmp")
-        shutil.copyfile(self.path, tmp)
-        os.replace(tmp, self.final)
+        with atomic_path(self.final) as tmp:
+            shutil.copyfile(self.path, tmp)
 
     def truncate_after(self, step: int) -> None:
         """Keep only rows with `step` <= step (a fresh run passes 0 and keeps nothing beyond step 0)."""

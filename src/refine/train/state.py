@@ -8,46 +8,25 @@ rank); every rank writes its own RNG states, since ranks sample rollouts from di
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from refine.atomic import atomic_path
 from refine.train.distributed import Dist
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def atomic_dir(final: Path | str) -> Iterator[Path]:
-    """Yield a fresh temporary sibling of `final`; on success it replaces `final` by rename."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-        shutil.rmtree(old)
-    tmp.rename(final)
-
-
 def save_checkpoint(model, tokenizer, out: Path | str) -> None:
     """The stage output: `save_pretrained` of model (safetensors + config) and tokenizer, atomically."""
-    with atomic_dir(out) as tmp:
+    with atomic_path(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
