@@ -165,8 +165,9 @@ def test_generate_greedy_equals_argmax_reforward(pad_invariant):
     assert torch.equal(out, seq)
 
 
-def test_fork_and_cat_continue_rows():
-    model = make_model(pad_invariant=True)
+@pytest.mark.parametrize("pad_invariant", [False, True])
+def test_fork_and_cat_continue_rows(pad_invariant):
+    model = make_model(pad_invariant=pad_invariant)
     ids, mask = batch(seed=5)
     with torch.no_grad():
         full = model(ids, attention_mask=mask).logits
@@ -174,14 +175,16 @@ def test_fork_and_cat_continue_rows():
         forked = cache.fork(torch.tensor([2, 0, 2]))
         out = model(ids[[2, 0, 2], 20:], attention_mask=mask[[2, 0, 2]], cache=forked).logits
         torch.testing.assert_close(out, full[[2, 0, 2], 20:], rtol=1e-5, atol=1e-5)
-        # rows with different histories (lengths) batched together continue each on its own
+        # rows with different histories (lengths, chunk phases, rotary positions) batched together continue each
+        # exactly as alone, in either padding mode, also after a fork of the joined cache
+        alone = [model(ids[1:2, 5:21], attention_mask=mask[1:2, 5:21]), model(ids[2:3, 11:29])]
         short = model(ids[1:2, 5:17], attention_mask=mask[1:2, 5:17], use_cache=True).cache
-        long = model(ids[2:3, 11:25], attention_mask=mask[2:3, 11:25], use_cache=True).cache
-        joined = LaCTCache.cat([short, long])
-        nxt = torch.stack([ids[1, 17:20], ids[2, 25:28]])
-        out = model(nxt, attention_mask=torch.cat([joined.attention_mask, torch.ones(2, 3)], 1), cache=joined)
-        torch.testing.assert_close(out.logits[0], full[1, 17:20], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(out.logits[1], full[2, 25:28], rtol=1e-5, atol=1e-5)
+        long = model(ids[2:3, 11:25], use_cache=True).cache
+        joined = LaCTCache.cat([short, long]).fork(torch.tensor([1, 0]))
+        nxt = torch.stack([ids[2, 25:29], ids[1, 17:21]])
+        out = model(nxt, attention_mask=torch.cat([joined.attention_mask, torch.ones(2, 4)], 1), cache=joined)
+        torch.testing.assert_close(out.logits[0], alone[1].logits[0, 14:], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.logits[1], alone[0].logits[0, 12:], rtol=1e-5, atol=1e-5)
 
 
 def test_outputs_loss_and_hidden_states():

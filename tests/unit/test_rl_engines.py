@@ -12,8 +12,8 @@ from refine.rl.config import RefineConfig
 from refine.rl.grpo import grpo_advantages
 from refine.rl.loss import ppo_clip_loss, refine_loss
 from refine.rl.rewards import all_rewards, cosine_reward
-from refine.rl.rollout import ENGINES, RecomputeEngine, collect_rollouts
-from refine.rl.scan import entropy_from_logits
+from refine.rl.rollout import ENGINES, RecomputeEngine, collect_rollouts, token_logp
+from refine.rl.scan import entropy_from_logits, scan
 from refine.rl.selection import select_positions
 
 VOCAB, LENGTH, PADS = 64, 96, 11
@@ -39,23 +39,18 @@ def make_batch():
 
 
 def rollouts_of_both_engines(model, ids, mask, cfg=CFG):
-    with torch.no_grad():
-        scans = {name: engine.scan(model, ids, mask, cfg.c) for name, engine in ENGINES.items()}
-    # the checkpointed scan is the plain scan
-    torch.testing.assert_close(scans["snapshot"].entropy, scans["recompute"].entropy, atol=1e-5, rtol=0)
-    torch.testing.assert_close(scans["snapshot"].hidden, scans["recompute"].hidden, atol=1e-5, rtol=0)
-    entropy = scans["recompute"].entropy
-    positions = select_positions(entropy, mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, torch.Generator())
+    found = scan(model, ids, mask)
+    positions = select_positions(found.entropy, mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, torch.Generator())
     return {
-        name: collect_rollouts(engine, model, ids, mask, positions, scans[name], cfg, torch.Generator().manual_seed(1))
+        name: collect_rollouts(engine, model, ids, mask, positions, found, cfg, torch.Generator().manual_seed(1))
         for name, engine in ENGINES.items()
     }
 
 
 def total_loss_and_grads(model, engine, ids, mask, rollouts, advantages):
     model.zero_grad()
-    found = engine.scan(model, ids, mask, CFG.c)  # with gradient: the snapshot engine's update trunk
-    ntp, logp = engine.forward(model, ids, mask, rollouts.seq_index, rollouts.positions, rollouts.tokens, 1.0, found)
+    branches = engine.branch(model, ids, mask, rollouts.seq_index, rollouts.positions)  # with gradient
+    ntp, logp = engine.forward(model, branches, rollouts.tokens, 1.0)
     loss = refine_loss(ntp, ppo_clip_loss(logp, rollouts.old_logp, advantages)[0], CFG.lambda_sft, CFG.lambda_rl)
     loss.backward()
     return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
@@ -98,8 +93,7 @@ def test_lact_official_padding_changes_the_recompute_layout_only():
     ids, mask = make_batch()
     for pad_invariant, perfect in ((False, False), (True, True)):
         model = make_model("lact", pad_invariant=pad_invariant, **SMALL_LACT)
-        with torch.no_grad():
-            found = ENGINES["snapshot"].scan(model, ids, mask, CFG.c)
+        found = scan(model, ids, mask)
         positions = torch.tensor([[40, 60], [30, 70]])
         ro = collect_rollouts(ENGINES["snapshot"], model, ids, mask, positions, found, CFG, torch.Generator())
         prefix, pmask = RecomputeEngine.prefixes(ids, mask, ro.seq_index, ro.positions, 2)
@@ -108,12 +102,19 @@ def test_lact_official_padding_changes_the_recompute_layout_only():
         assert torch.allclose(copy_reward, torch.ones_like(copy_reward), atol=1e-5) == perfect
         ref_logp = RecomputeEngine.policy(model, prefix, pmask, ro.tokens, 1.0)[0]
         assert torch.allclose(ref_logp, ro.old_logp, atol=1e-5) == perfect
-        # the snapshot engine is self-consistent in either mode: its checkpointed trunk reproduces the
-        # full-sequence NTP loss, and its update forward (one batch of branches per start under official
-        # padding) its own sampling log-probs
-        ntp, logp = ENGINES["snapshot"].forward(model, ids, mask, ro.seq_index, ro.positions, ro.tokens, 1.0, found)
+        # the snapshot engine is self-consistent in either mode: its segmented trunk reproduces the
+        # full-sequence NTP loss, and its update forward (all branches in one batch) its own sampling log-probs
+        branches = ENGINES["snapshot"].branch(model, ids, mask, ro.seq_index, ro.positions)
+        ntp, logp = ENGINES["snapshot"].forward(model, branches, ro.tokens, 1.0)
         torch.testing.assert_close(ntp, ntp_loss(model(ids, attention_mask=mask).logits, ids, mask))
         torch.testing.assert_close(logp, ro.old_logp, atol=1e-5, rtol=0)
+        # and each branch continues its own row's original layout: a plain forward over tokens [0, r) + rollout
+        for row, (seq, start) in enumerate(zip(ro.seq_index.tolist(), ro.positions.tolist())):
+            own = torch.cat([ids[seq, :start], ro.tokens[row]])[None]
+            own_mask = torch.cat([mask[seq, :start], torch.ones_like(ro.tokens[row])])[None]
+            logits = model(own, attention_mask=own_mask).logits[:, start - 1 : -1]
+            own_logp = token_logp(logits, ro.tokens[row : row + 1], 1.0)
+            torch.testing.assert_close(own_logp, ro.old_logp[row : row + 1], atol=1e-5, rtol=0)
 
 
 def test_prefixes_are_right_aligned_with_their_original_pads():
@@ -139,7 +140,7 @@ def test_engines_agree_with_n_rollouts_and_shared_starts(arch, overrides):
     cfg = RefineConfig(c=2, k=3, n=2)
     positions = torch.tensor([[40, 40], [40, 75]])
     ro = {
-        name: collect_rollouts(engine, model, ids, mask, positions, engine.scan(model, ids, mask, cfg.c), cfg,
+        name: collect_rollouts(engine, model, ids, mask, positions, scan(model, ids, mask), cfg,
                                torch.Generator().manual_seed(5))
         for name, engine in ENGINES.items()
     }  # fmt: skip

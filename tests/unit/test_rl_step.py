@@ -76,6 +76,22 @@ def test_both_engines_make_the_same_update():
     assert params["snapshot_reward"] == pytest.approx(params["recompute_reward"], abs=1e-5)
 
 
+def test_rollouts_only_under_no_grad():
+    """Under ``torch.no_grad`` (rollout metrics without training) no pass builds a graph, not even the first
+    mini-batch's branches, which otherwise serve its update."""
+    model = make_model("deltanet")
+    ids, mask = make_batch()
+    needs_grad = []
+
+    def record(loss):
+        needs_grad.append(loss.requires_grad)
+        return {}
+
+    with torch.no_grad():
+        refine_update(model, ids, mask, RefineConfig(c=4, k=5), record, torch.Generator().manual_seed(3))
+    assert needs_grad == [False]
+
+
 def test_bench_refine_smoke():
     from refine.rl.bench import bench_refine, format_result
 

@@ -406,17 +406,43 @@ class LaCTCache(FastWeightCache):
     inputs (``[B, nh, P, c]``, right-aligned, ``pending_len: [B]``); ``attn_k, attn_v``: the last
     ``window_size - 1`` rotated keys/values. The running attention mask (base class) masks cached pad keys and
     gives the pad-invariant positions. Apart from that mask (one int per past token, kept only when masks are
-    passed) the size is flat in the sequence length.
+    passed) the size is flat in the sequence length. ``row_seen [B]`` (None while every row has seen
+    ``seen_tokens``) counts each row's own tokens, pads included, after :meth:`cat` of caches with different
+    histories: the official mode's rotary positions continue from it.
     """
 
     def __init__(self, num_layers: int):
         super().__init__(num_layers, track_attention_mask=True)
+        self.row_seen: torch.Tensor | None = None
+
+    def next_positions(self) -> torch.Tensor | int:
+        """Each row's next rotary position in the official mode (an int while all rows agree)."""
+        return self.seen_tokens if self.row_seen is None else self.row_seen[:, None]
+
+    def advance(self, num_tokens: int, attention_mask: torch.Tensor | None = None) -> None:
+        super().advance(num_tokens, attention_mask)
+        if self.row_seen is not None:
+            self.row_seen = self.row_seen + num_tokens
+
+    def _map(self, fn):
+        new = super()._map(fn)
+        new.row_seen = None if self.row_seen is None else fn(self.row_seen)
+        return new
+
+    @classmethod
+    def cat(cls, caches):
+        new = super().cat(caches)
+        if any(c.row_seen is not None or c.seen_tokens != new.seen_tokens for c in caches):
+            device = next(iter(new.states[0].values())).device
+            seen = [torch.full((c.batch_size,), c.seen_tokens) if c.row_seen is None else c.row_seen for c in caches]
+            new.row_seen = torch.cat([t.to(device) for t in seen])
+        return new
 
     def _cat_layer(self, layers):
         """Batch-concatenate, left-padding pending chunks and KV windows of different lengths with zeros.
 
-        Rows keep their own chunk phase; rotary positions of the shorter rows continue as if left-padded
-        (official mode) or from their real-token counts (``pad_invariant``).
+        Rows keep their own chunk phase and rotary positions (``row_seen`` in the official mode, real-token counts
+        under ``pad_invariant``), so each continues exactly as it would alone.
         """
 
         def pad_to(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
@@ -498,11 +524,11 @@ class LaCTForCausalLM(FastWeightPreTrainedModel):
 
     def _positions(self, cache: LaCTCache | None, mask: torch.Tensor | None, batch: int, seq_len: int, device):
         """Rotary positions ``[B, T]``: padded columns, or (``pad_invariant``) earlier real-token counts."""
-        seen = 0 if cache is None else cache.seen_tokens
         steps = torch.arange(seq_len, device=device)
         if not self.config.pad_invariant:
+            seen = 0 if cache is None else cache.next_positions()
             return (seen + steps).expand(batch, seq_len)
-        past = torch.full((batch,), seen, device=device)
+        past = torch.full((batch,), 0 if cache is None else cache.seen_tokens, device=device)
         if cache is not None and cache.attention_mask is not None:
             past = cache.attention_mask.sum(dim=1).to(device)
         now = steps.expand(batch, seq_len) if mask is None else (mask.long().cumsum(dim=1) - 1).clamp(min=0)

@@ -24,6 +24,9 @@ import torch.nn.functional as F
 CHUNK_SIZE = 64
 # fla runs its recurrent kernel for inputs up to 64 tokens and the chunked one above (fla/layers/delta_net.py:188).
 RECURRENT_MAX_LEN = 64
+# The torch forms cross over much earlier: a chunk costs about as much as 6 recurrent steps (fwd+bwd, CPU), so
+# beyond decoding-sized inputs the chunked form is faster (a 64-token catch-up from a cache: 10x).
+TORCH_RECURRENT_MAX_LEN = 4
 L2_EPS = 1e-6
 
 
@@ -137,15 +140,16 @@ def delta_rule(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The delta rule through the fastest available kernel (same contract as :func:`delta_rule_recurrent`).
 
-    Inputs of at most ``RECURRENT_MAX_LEN`` tokens use the recurrent form, longer ones the chunked form. On CUDA with
-    fla importable these are fla's ``fused_recurrent_delta_rule`` / ``chunk_delta_rule``; fla's chunk kernel rejects
-    fp32 (fla/ops/delta_rule/chunk.py:303), so fp32 activations run it in bf16 and the output is cast back.
+    On CUDA with fla importable, inputs of at most ``RECURRENT_MAX_LEN`` tokens run fla's
+    ``fused_recurrent_delta_rule`` and longer ones its ``chunk_delta_rule``; fla's chunk kernel rejects fp32
+    (fla/ops/delta_rule/chunk.py:303), so fp32 activations run it in bf16 and the output is cast back. Otherwise
+    the torch forms run: recurrent up to ``TORCH_RECURRENT_MAX_LEN`` tokens, chunked above.
     """
-    recurrent = q.shape[1] <= RECURRENT_MAX_LEN
     kernels = _fla_kernels() if q.is_cuda else None
     if kernels is None:
-        op = delta_rule_recurrent if recurrent else delta_rule_chunked
+        op = delta_rule_recurrent if q.shape[1] <= TORCH_RECURRENT_MAX_LEN else delta_rule_chunked
         return op(q, k, v, beta, scale, initial_state, output_final_state, use_qk_l2norm)
+    recurrent = q.shape[1] <= RECURRENT_MAX_LEN
     chunk_op, recurrent_op = kernels
     dtype = v.dtype
     if not recurrent and dtype == torch.float32:

@@ -1,12 +1,12 @@
 """Rollouts from the selected positions: the `recompute` reference engine and the `snapshot` engine.
 
-Both engines take rows in the same sequence-major order (``seq_index``, ``positions``; spec 4.4) and give the
-same results for a pad-invariant model: ``scan(model, ids, mask, c)`` gives the :class:`~refine.rl.scan.Scan`
-that ``sample`` continues from; ``sample`` returns ``(tokens, old_logp, h_pred)`` without gradient, and
-``forward`` (given a scan of the same sequences with gradient under the current weights; the recompute engine
-ignores it) returns ``(ntp, logp)`` with gradient, where ``ntp`` is the token-mean NTP loss over the real tokens of
-the given sequences (``refine.models.base.ntp_loss``) and ``logp`` the log-probs of the rollout tokens with the
-gradient flowing through the whole prefix (HEAD behaviour, spec 4.9, 10.5).
+Both engines work on rows in the same sequence-major order (``seq_index``, ``positions``; spec 4.4) and give the
+same results for a pad-invariant model. ``branch(model, ids, mask, seq_index, positions)`` prepares the rows of
+some sequences (with gradient when grad mode is on); ``sample`` continues them into ``(tokens, old_logp, h_pred)``
+without gradient; ``forward`` returns ``(ntp, logp)`` with gradient, where ``ntp`` is the token-mean NTP loss over
+the real tokens of the sequences (``refine.models.base.ntp_loss``) and ``logp`` the log-probs of the rollout tokens
+with the gradient flowing through the whole prefix (HEAD behaviour, spec 4.9, 10.5). Branches made with gradient
+before an update serve both the sampling and that update, so the pre-update work is done once.
 
 Sampling matches ``FastWeightPreTrainedModel.generate`` draw for draw (one ``torch.multinomial`` over all rows per
 step, EOS suppressed for all k steps, T = temperature, no top-k/top-p; spec 4.5), so both engines give the same
@@ -21,7 +21,7 @@ import torch
 
 from refine.models.base import ntp_loss, warp_logits
 from refine.rl.grpo import group_ids
-from refine.rl.scan import Scan, scan
+from refine.rl.scan import Scan
 
 
 @dataclass
@@ -73,20 +73,25 @@ def sample_tokens(logits: torch.Tensor, eos: list[int], temperature: float, gene
     return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
 
 
+@dataclass
+class Prefixes:
+    """The recompute engine's branches: the sequences and each row's prefix, right-aligned in an ``[N, L]`` pad
+    buffer with the original left pads (spec 4.4)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prefix: torch.Tensor
+    prefix_mask: torch.Tensor
+
+
 class RecomputeEngine:
     """The official structure (spec 4.4-4.6, 4.9): each prefix re-encoded alone, right-aligned in a length-L
     pad buffer (original left pads included), k tokens drawn by the model's ``generate``, then a separate
     forward over prefix+rollout for old log-probs and ``h_pred``; the update re-runs that forward with
-    gradient and the NTP loss on the full sequences. All rows go in one call (the code's micro-batches of 2
-    only bound memory; they would change the order of random draws)."""
+    gradient and the NTP loss on the full sequences. All rows of a call go in one batch (the code's
+    micro-batches of 2 only bound memory; they would change the order of random draws)."""
 
     name = "recompute"
-    fuses_scan = False
-
-    @staticmethod
-    def scan(model, input_ids, attention_mask, c):
-        """The plain scan (spec 4.1)."""
-        return scan(model, input_ids, attention_mask)
 
     @staticmethod
     def prefixes(input_ids, attention_mask, seq_index, positions, pad):
@@ -109,9 +114,14 @@ class RecomputeEngine:
         logp = token_logp(out.logits[:, -k - 1 : -1], tokens, temperature)
         return logp, (out.hidden_states[-1][:, -k:] if hidden else None)
 
-    @torch.no_grad()
-    def sample(self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator):
+    def branch(self, model, input_ids, attention_mask, seq_index, positions) -> Prefixes:
+        """The prefixes (no model call)."""
         prefix, mask = self.prefixes(input_ids, attention_mask, seq_index, positions, pad_id(model))
+        return Prefixes(input_ids, attention_mask, prefix, mask)
+
+    @torch.no_grad()
+    def sample(self, model, branches: Prefixes, k, temperature, generator):
+        prefix, mask = branches.prefix, branches.prefix_mask
         full = model.generate(
             prefix, attention_mask=mask, max_new_tokens=k, min_new_tokens=k, do_sample=True,
             temperature=temperature, top_k=0, top_p=1.0, eos_token_id=eos_ids(model),
@@ -121,107 +131,124 @@ class RecomputeEngine:
         logp, h_pred = self.policy(model, prefix, mask, tokens, temperature, hidden=True)
         return tokens, logp, h_pred
 
-    def forward(self, model, input_ids, attention_mask, seq_index, positions, tokens, temperature, found):
-        ntp = ntp_loss(model(input_ids, attention_mask=attention_mask).logits, input_ids, attention_mask)
-        prefix, mask = self.prefixes(input_ids, attention_mask, seq_index, positions, pad_id(model))
-        return ntp, self.policy(model, prefix, mask, tokens, temperature)[0]
+    def forward(self, model, branches: Prefixes, tokens, temperature):
+        ids, mask = branches.input_ids, branches.attention_mask
+        ntp = ntp_loss(model(ids, attention_mask=mask).logits, ids, mask)
+        return ntp, self.policy(model, branches.prefix, branches.prefix_mask, tokens, temperature)[0]
+
+
+@dataclass
+class Trunk:
+    """The snapshot engine's branches: the trunk's NTP loss and batches ``[rows, cache, logits]`` of rows
+    positioned at their starts (``logits [rows, V]`` predict each row's first rollout token)."""
+
+    ntp: torch.Tensor
+    batches: list
 
 
 class SnapshotEngine:
     """One trunk, many branches (docs/architecture.md, key idea 2).
 
-    The scan runs the trunk in segments of ``L // (2c)`` positions and keeps the cache at each segment end.
-    A branch forks the last checkpoint before its start r (``FastWeightCache.fork``), runs the few tokens up
-    to r (on average a quarter of an extra pass per sequence), then its rollout tokens. With gradient, the
-    scan's logits give the NTP loss, the branches hang off the trunk graph through the checkpoints, and one
-    backward runs through the shared trunk; every branch keeps the original layout, that of ``h_gt``.
+    ``branch`` runs the trunk once over the sequences in segments that end at the rollout starts and forks the
+    recurrent state of the rows starting there (``FastWeightCache.fork``): the branches start from the trunk's
+    state itself, with no re-encoding. ``sample`` continues detached copies of the forks; with gradient, the
+    trunk's logits give the NTP loss, the branches hang off the trunk graph, and one backward runs through the
+    shared trunk. Every branch keeps the original layout, that of ``h_gt``.
 
-    ``fuses_scan``: the scan of the first mini-batch, run with gradient before any update, is also its update
-    forward (entropy, ``h_gt`` and NTP come from the same pre-update pass; the models have no dropout, so its
-    eval mode changes nothing).
-
-    Branches of a pad-invariant model (DeltaNet; LaCT with ``pad_invariant``) run as one batch
-    (``FastWeightCache.cat`` treats a shorter history as left-padded, which changes nothing there). Under LaCT's
-    official padding that would shift rotary positions, so there each start keeps its own batch (spec 10.6).
+    All branches run as one batch: ``FastWeightCache.cat`` of forks with different histories continues each row
+    exactly as alone (DeltaNet: a shorter history acts as left-padded, which changes nothing there; LaCT: rows
+    keep their own chunk phase and rotary positions, in either padding mode, spec 10.6).
     """
 
     name = "snapshot"
-    fuses_scan = True
 
     @staticmethod
-    def scan(model, input_ids, attention_mask, c):
-        """The scan with checkpoints every ``L // (2c)`` positions."""
-        return scan(model, input_ids, attention_mask, checkpoint_every=max(1, input_ids.shape[1] // (2 * c)))
-
-    @staticmethod
-    def branches(model, input_ids, attention_mask, found, seq_index, positions):
-        """``[rows, cache, logits]`` batches of branches positioned at their starts; ``logits [rows, V]`` predict
-        the first rollout token. One batch per start, merged into one for a pad-invariant model."""
-        branches = []
-        for start in torch.unique(positions).tolist():
-            rows = (positions == start).nonzero()[:, 0]
-            seqs, repeat = torch.unique(seq_index[rows], return_inverse=True)
-            begin = max(p for p in found.checkpoints if p < start)
-            cache = found.checkpoints[begin]
+    def branch(model, input_ids, attention_mask, seq_index, positions) -> Trunk:
+        """The trunk pass, segmented at the starts ``positions`` (each in ``[1, L)``)."""
+        length = input_ids.shape[1]
+        starts = torch.unique(positions).tolist()
+        if starts[0] < 1 or starts[-1] >= length:
+            raise ValueError(f"rollout starts must lie in [1, {length}), got {starts[0]}..{starts[-1]}")
+        cache, logits, batches = None, [], []
+        for begin, end in zip([0, *starts], [*starts, length]):
             out = model(
-                input_ids[seqs, begin:start], attention_mask=attention_mask[seqs, begin:start],
-                cache=None if cache is None else cache.fork(seqs), use_cache=True,
-            )  # fmt: skip
-            branches.append([rows, out.cache.fork(repeat), out.logits[repeat, -1]])
-        if len(branches) < 2 or not getattr(model.config, "pad_invariant", True):
-            return branches
-        rows, caches, logits = zip(*branches)
-        return [[torch.cat(rows), type(caches[0]).cat(caches), torch.cat(logits)]]
+                input_ids[:, begin:end], attention_mask=attention_mask[:, begin:end], cache=cache, use_cache=True
+            )
+            logits.append(out.logits)
+            cache = out.cache
+            if end < length:
+                # fork() makes new tensors and dicts: later segments do not change this snapshot
+                rows = (positions == end).nonzero()[:, 0]
+                batches.append([rows, cache.fork(seq_index[rows]), out.logits[seq_index[rows], -1]])
+        ntp = ntp_loss(torch.cat(logits, dim=1), input_ids, attention_mask)
+        if len(batches) > 1:
+            rows, caches, first = zip(*batches)
+            batches = [[torch.cat(rows), type(caches[0]).cat(caches), torch.cat(first)]]
+        return Trunk(ntp, batches)
 
     @torch.no_grad()
-    def sample(self, model, input_ids, attention_mask, found, seq_index, positions, k, temperature, generator):
-        branches = self.branches(model, input_ids, attention_mask, found, seq_index, positions)
-        num, eos = positions.shape[0], eos_ids(model)
-        tokens = torch.empty(num, k, dtype=torch.long, device=input_ids.device)
-        logp = torch.empty(num, k, device=input_ids.device)
+    def sample(self, model, branches: Trunk, k, temperature, generator):
+        batches = [[rows, cache.detach(), logits.detach()] for rows, cache, logits in branches.batches]
+        num = sum(rows.shape[0] for rows, _, _ in batches)
+        device, eos = batches[0][2].device, eos_ids(model)
+        tokens = torch.empty(num, k, dtype=torch.long, device=device)
+        logp = torch.empty(num, k, device=device)
         h_pred = None
         for step in range(k):
-            logits = torch.empty(num, branches[0][2].shape[-1], device=input_ids.device)
-            for rows, _, next_logits in branches:
+            logits = torch.empty(num, batches[0][2].shape[-1], device=device)
+            for rows, _, next_logits in batches:
                 logits[rows] = next_logits.float()
             # all rows in one draw, as generate draws them
             tokens[:, step] = sample_tokens(logits, eos, temperature, generator)
             logp[:, step] = token_logp(logits[:, None], tokens[:, step, None], temperature)[:, 0]
-            for branch in branches:
-                rows, cache, _ = branch
+            for batch in batches:
+                rows, cache, _ = batch
                 out = model(tokens[rows, step, None], cache=cache, use_cache=True, output_hidden_states=True)
                 last = out.hidden_states[-1][:, -1]
                 if h_pred is None:
                     h_pred = last.new_empty(num, k, last.shape[-1])
                 h_pred[rows, step] = last
-                branch[1:] = [out.cache, out.logits[:, -1]]
+                batch[1:] = [out.cache, out.logits[:, -1]]
         return tokens, logp, h_pred
 
-    def forward(self, model, input_ids, attention_mask, seq_index, positions, tokens, temperature, found):
-        logp = torch.empty(tokens.shape, device=input_ids.device)
-        for rows, cache, first in self.branches(model, input_ids, attention_mask, found, seq_index, positions):
+    def forward(self, model, branches: Trunk, tokens, temperature):
+        logp = torch.empty(tokens.shape, device=tokens.device)
+        for rows, cache, first in branches.batches:
             logits = first[:, None]
             if tokens.shape[1] > 1:
                 logits = torch.cat([logits, model(tokens[rows, :-1], cache=cache, use_cache=True).logits], dim=1)
             logp = logp.index_put((rows,), token_logp(logits, tokens[rows], temperature))
-        return found.ntp, logp
+        return branches.ntp, logp
 
 
 ENGINES = {engine.name: engine for engine in (RecomputeEngine(), SnapshotEngine())}
 
 
-def collect_rollouts(engine, model, input_ids, attention_mask, positions, found: Scan, cfg, generator) -> Rollouts:
+def rollout_rows(positions: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(seq_index, starts) [B * c * n]``: the rollout rows of starts ``positions [B, c]``, sequence-major."""
+    num_seq, c = positions.shape
+    seq_index = torch.arange(num_seq, device=positions.device).repeat_interleave(c * n)
+    return seq_index, positions.flatten().repeat_interleave(n)
+
+
+def collect_rollouts(
+    engine, model, input_ids, attention_mask, positions, found: Scan, cfg, generator, branches=None
+) -> Rollouts:
     """Sample ``cfg.n`` rollouts of ``cfg.k`` tokens from each start in ``positions [B, c]`` (spec 4.4-4.6).
 
-    ``found`` is ``engine.scan``'s result: the ground-truth states are its hidden states, from the current
-    policy in the original padding (spec 4.1).
+    ``found`` is the scan of the batch: the ground-truth states are its hidden states, from the current policy in
+    the original padding (spec 4.1). ``branches``: ``engine.branch`` results for consecutive blocks of sequences
+    (each sampled in turn), or None for one block of all sequences.
     """
     num_seq, c = positions.shape
     device = input_ids.device
-    seq_index = torch.arange(num_seq, device=device).repeat_interleave(c * cfg.n)
-    starts = positions.flatten().repeat_interleave(cfg.n)
-    tokens, old_logp, h_pred = engine.sample(
-        model, input_ids, attention_mask, found, seq_index, starts, cfg.k, cfg.temperature, generator
+    seq_index, starts = rollout_rows(positions, cfg.n)
+    if branches is None:
+        with torch.no_grad():
+            branches = [engine.branch(model, input_ids, attention_mask, seq_index, starts)]
+    tokens, old_logp, h_pred = (
+        torch.cat(parts)
+        for parts in zip(*(engine.sample(model, b, cfg.k, cfg.temperature, generator) for b in branches))
     )
     at = (seq_index[:, None], starts[:, None] + torch.arange(cfg.k, device=device))
     return Rollouts(

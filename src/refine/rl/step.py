@@ -12,8 +12,8 @@ from refine.rl.config import RefineConfig
 from refine.rl.grpo import grpo_advantages
 from refine.rl.loss import ppo_clip_loss, refine_loss
 from refine.rl.rewards import all_rewards
-from refine.rl.rollout import ENGINES, Rollouts, collect_rollouts
-from refine.rl.scan import Scan
+from refine.rl.rollout import ENGINES, Rollouts, collect_rollouts, rollout_rows
+from refine.rl.scan import Scan, scan
 from refine.rl.selection import select_positions
 
 
@@ -28,8 +28,9 @@ def refine_update(
     """Scan, select, roll out, reward and standardise with the pre-update policy (eval mode), then one
     ``optimizer_step(lambda_sft * NTP + lambda_rl * PPO)`` per mini-batch of ``cfg.mini_batch_size`` sequences
     with their own rollouts, in order, in train mode (spec 4.9: no shuffling, one pass; later mini-batches are
-    slightly off-policy). The snapshot engine scans the first mini-batch with gradient and reuses that pass as
-    its update forward (``SnapshotEngine.fuses_scan``); everything else before the updates runs without.
+    slightly off-policy). The first mini-batch's branches are built with gradient before any update, so they
+    serve both its sampling and its update forward (the models have no dropout, so eval mode changes nothing);
+    later mini-batches build theirs again under the updated weights.
 
     ``mini_batch_size`` counts the sequences of this call (a distributed trainer passes its per-rank share of the
     code's global value). ``generator`` lives on the model's device; it draws the positions and the rollouts.
@@ -46,14 +47,21 @@ def refine_update(
     blocks = [slice(first, first + size) for first in range(0, input_ids.shape[0], size)]
     was_training = model.training
     model.eval()
-    scans = []
-    for index, block in enumerate(blocks):
-        with torch.set_grad_enabled(engine.fuses_scan and index == 0):
-            scans.append(engine.scan(model, input_ids[block], attention_mask[block], cfg.c))
-    with torch.no_grad():
-        found = Scan.cat(scans)  # for the rollouts: no graph
+    found = Scan.cat([scan(model, input_ids[block], attention_mask[block]) for block in blocks])
     positions = select_positions(found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator)
-    rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator)
+    seq_index, starts = rollout_rows(positions, cfg.n)
+    per_seq = cfg.c * cfg.n  # rollout rows per sequence (sequence-major)
+
+    def branch(block: slice):
+        rows = slice(block.start * per_seq, block.stop * per_seq)
+        ids, mask = input_ids[block], attention_mask[block]
+        return engine.branch(model, ids, mask, seq_index[rows] - block.start, starts[rows])
+
+    branches = []
+    for index, block in enumerate(blocks):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and index == 0):
+            branches.append(branch(block))
+    rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator, branches)
     rewards = all_rewards(rollouts.h_pred, rollouts.h_gt, rollouts.tokens, rollouts.gt_ids)
     advantages = grpo_advantages(rewards[cfg.reward], rollouts.groups, cfg.adv_eps)
     metrics = _rollout_metrics(rewards, advantages, found.entropy, rollouts)
@@ -62,17 +70,9 @@ def refine_update(
     model.train()
     sums = defaultdict(float)
     for index, block in enumerate(blocks):
-        ids, mask = input_ids[block], attention_mask[block]
-        # the trunk's update forward (snapshot engine): the first scan, or a new scan after the last update
-        update_scan = None
-        if engine.fuses_scan:
-            update_scan = scans[0] if index == 0 else engine.scan(model, ids, mask, cfg.c)
-        rows = (rollouts.seq_index >= block.start) & (rollouts.seq_index < block.stop)
+        rows = slice(block.start * per_seq, block.stop * per_seq)
         batch = rollouts.select(rows)
-        ntp, logp = engine.forward(
-            model, ids, mask, batch.seq_index - block.start, batch.positions, batch.tokens, cfg.temperature,
-            update_scan,
-        )  # fmt: skip
+        ntp, logp = engine.forward(model, branches[0] if index == 0 else branch(block), batch.tokens, cfg.temperature)
         ppo, stats = ppo_clip_loss(
             logp, batch.old_logp, advantages[rows], cfg.clip_ratio, cfg.dual_clip, cfg.logratio_clamp
         )
