@@ -62,6 +62,7 @@ def refine_update(
         with torch.set_grad_enabled(torch.is_grad_enabled() and index == 0):
             branches.append(branch(block))
     rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator, branches)
+    del branches[1:]  # the later mini-batches branch again under the updated weights
     rewards = all_rewards(rollouts.h_pred, rollouts.h_gt, rollouts.tokens, rollouts.gt_ids)
     advantages = grpo_advantages(rewards[cfg.reward], rollouts.groups, cfg.adv_eps)
     metrics = _rollout_metrics(rewards, advantages, found.entropy, rollouts)
@@ -72,7 +73,8 @@ def refine_update(
     for index, block in enumerate(blocks):
         rows = slice(block.start * per_seq, block.stop * per_seq)
         batch = rollouts.select(rows)
-        ntp, logp = engine.forward(model, branches[0] if index == 0 else branch(block), batch.tokens, cfg.temperature)
+        current = branches.pop() if index == 0 else branch(block)
+        ntp, logp = engine.forward(model, current, batch.tokens, cfg.temperature)
         ppo, stats = ppo_clip_loss(
             logp, batch.old_logp, advantages[rows], cfg.clip_ratio, cfg.dual_clip, cfg.logratio_clamp
         )
