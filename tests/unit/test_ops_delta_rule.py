@@ -69,7 +69,7 @@ def test_output_dtype_follows_input_and_state_is_fp32():
     assert o.dtype == torch.bfloat16 and s.dtype == torch.float32
 
 
-@pytest.mark.parametrize("length", [40, 100])
+@pytest.mark.parametrize("length", [3, 40, 100])  # the recurrent form up to 4 tokens, chunked above
 def test_dispatch_on_cpu_uses_the_torch_ops(length):
     inputs = [t.detach() for t in make_inputs(length=length)]
     o, s = delta_rule(*inputs[:4], initial_state=inputs[4], output_final_state=True, use_qk_l2norm=True)

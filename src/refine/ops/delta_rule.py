@@ -25,7 +25,7 @@ CHUNK_SIZE = 64
 # fla runs its recurrent kernel for inputs up to 64 tokens and the chunked one above (fla/layers/delta_net.py:188).
 RECURRENT_MAX_LEN = 64
 # The torch forms cross over much earlier: a chunk costs about as much as 6 recurrent steps (fwd+bwd, CPU), so
-# beyond decoding-sized inputs the chunked form is faster (a 64-token catch-up from a cache: 10x).
+# beyond decoding-sized inputs the chunked form is faster (64 tokens continuing a cache: 10x).
 TORCH_RECURRENT_MAX_LEN = 4
 L2_EPS = 1e-6
 
