@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from refine.models.base import ntp_loss, warp_logits
+from refine.models.cache import FastWeightCache
 from refine.rl.grpo import group_ids
 from refine.rl.scan import Scan
 
@@ -139,11 +140,13 @@ class RecomputeEngine:
 
 @dataclass
 class Trunk:
-    """The snapshot engine's branches: the trunk's NTP loss and batches ``[rows, cache, logits]`` of rows
-    positioned at their starts (``logits [rows, V]`` predict each row's first rollout token)."""
+    """The snapshot engine's branches: the trunk's NTP loss and, for every rollout row in order, the cache at its
+    start and the logits ``[N, V]`` that predict its first rollout token. ``SnapshotEngine.forward`` continues
+    (and so advances) the cache: one update forward per trunk."""
 
     ntp: torch.Tensor
-    batches: list
+    cache: FastWeightCache
+    logits: torch.Tensor
 
 
 class SnapshotEngine:
@@ -151,7 +154,7 @@ class SnapshotEngine:
 
     ``branch`` runs the trunk once over the sequences in segments that end at the rollout starts and forks the
     recurrent state of the rows starting there (``FastWeightCache.fork``): the branches start from the trunk's
-    state itself, with no re-encoding. ``sample`` continues detached copies of the forks; with gradient, the
+    state itself, with no re-encoding. ``sample`` continues a detached copy of the forks; with gradient, the
     trunk's logits give the NTP loss, the branches hang off the trunk graph, and one backward runs through the
     shared trunk. Every branch keeps the original layout, that of ``h_gt``.
 
@@ -169,7 +172,7 @@ class SnapshotEngine:
         starts = torch.unique(positions).tolist()
         if starts[0] < 1 or starts[-1] >= length:
             raise ValueError(f"rollout starts must lie in [1, {length}), got {starts[0]}..{starts[-1]}")
-        cache, logits, batches = None, [], []
+        cache, logits, rows, forks, first = None, [], [], [], []
         for begin, end in zip([0, *starts], [*starts, length]):
             out = model(
                 input_ids[:, begin:end], attention_mask=attention_mask[:, begin:end], cache=cache, use_cache=True
@@ -178,47 +181,35 @@ class SnapshotEngine:
             cache = out.cache
             if end < length:
                 # fork() makes new tensors and dicts: later segments do not change this snapshot
-                rows = (positions == end).nonzero()[:, 0]
-                batches.append([rows, cache.fork(seq_index[rows]), out.logits[seq_index[rows], -1]])
-        ntp = ntp_loss(torch.cat(logits, dim=1), input_ids, attention_mask)
-        if len(batches) > 1:
-            rows, caches, first = zip(*batches)
-            batches = [[torch.cat(rows), type(caches[0]).cat(caches), torch.cat(first)]]
-        return Trunk(ntp, batches)
+                here = (positions == end).nonzero()[:, 0]
+                rows.append(here)
+                forks.append(cache.fork(seq_index[here]))
+                first.append(out.logits[seq_index[here], -1])
+        order = torch.argsort(torch.cat(rows))  # from the trunk's order of starts back to the rows' order
+        return Trunk(
+            ntp=ntp_loss(torch.cat(logits, dim=1), input_ids, attention_mask),
+            cache=type(cache).cat(forks).fork(order),
+            logits=torch.cat(first)[order],
+        )
 
     @torch.no_grad()
     def sample(self, model, branches: Trunk, k, temperature, generator):
-        batches = [[rows, cache.detach(), logits.detach()] for rows, cache, logits in branches.batches]
-        num = sum(rows.shape[0] for rows, _, _ in batches)
-        device, eos = batches[0][2].device, eos_ids(model)
-        tokens = torch.empty(num, k, dtype=torch.long, device=device)
-        logp = torch.empty(num, k, device=device)
-        h_pred = None
-        for step in range(k):
-            logits = torch.empty(num, batches[0][2].shape[-1], device=device)
-            for rows, _, next_logits in batches:
-                logits[rows] = next_logits.float()
-            # all rows in one draw, as generate draws them
-            tokens[:, step] = sample_tokens(logits, eos, temperature, generator)
-            logp[:, step] = token_logp(logits[:, None], tokens[:, step, None], temperature)[:, 0]
-            for batch in batches:
-                rows, cache, _ = batch
-                out = model(tokens[rows, step, None], cache=cache, use_cache=True, output_hidden_states=True)
-                last = out.hidden_states[-1][:, -1]
-                if h_pred is None:
-                    h_pred = last.new_empty(num, k, last.shape[-1])
-                h_pred[rows, step] = last
-                batch[1:] = [out.cache, out.logits[:, -1]]
-        return tokens, logp, h_pred
+        cache, logits, eos = branches.cache.detach(), branches.logits.detach(), eos_ids(model)
+        tokens, logp, h_pred = [], [], []
+        for _ in range(k):
+            token = sample_tokens(logits, eos, temperature, generator)  # all rows in one draw, as generate draws
+            tokens.append(token)
+            logp.append(token_logp(logits[:, None], token[:, None], temperature)[:, 0])
+            out = model(token[:, None], cache=cache, use_cache=True, output_hidden_states=True)
+            h_pred.append(out.hidden_states[-1][:, -1])
+            cache, logits = out.cache, out.logits[:, -1]
+        return torch.stack(tokens, dim=1), torch.stack(logp, dim=1), torch.stack(h_pred, dim=1)
 
     def forward(self, model, branches: Trunk, tokens, temperature):
-        logp = torch.empty(tokens.shape, device=tokens.device)
-        for rows, cache, first in branches.batches:
-            logits = first[:, None]
-            if tokens.shape[1] > 1:
-                logits = torch.cat([logits, model(tokens[rows, :-1], cache=cache, use_cache=True).logits], dim=1)
-            logp = logp.index_put((rows,), token_logp(logits, tokens[rows], temperature))
-        return branches.ntp, logp
+        logits = branches.logits[:, None]
+        if tokens.shape[1] > 1:
+            logits = torch.cat([logits, model(tokens[:, :-1], cache=branches.cache, use_cache=True).logits], dim=1)
+        return branches.ntp, token_logp(logits, tokens, temperature)
 
 
 ENGINES = {engine.name: engine for engine in (RecomputeEngine(), SnapshotEngine())}
