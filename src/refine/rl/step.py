@@ -49,13 +49,11 @@ def refine_update(
     model.eval()
     found = Scan.cat([scan(model, input_ids[block], attention_mask[block]) for block in blocks])
     positions = select_positions(found.entropy, attention_mask, cfg.c, cfg.k, cfg.sampling, cfg.margin, generator)
-    seq_index, starts = rollout_rows(positions, cfg.n)
     per_seq = cfg.c * cfg.n  # rollout rows per sequence (sequence-major)
 
     def branch(block: slice):
-        rows = slice(block.start * per_seq, block.stop * per_seq)
         ids, mask = input_ids[block], attention_mask[block]
-        return engine.branch(model, ids, mask, seq_index[rows] - block.start, starts[rows])
+        return engine.branch(model, ids, mask, *rollout_rows(positions[block], cfg.n))
 
     branches = []
     for index, block in enumerate(blocks):
