@@ -76,13 +76,66 @@ def test_classification_keeps_the_official_skip_when_removing():
     assert M.classification("ab", "ab", classes=["a", "b", "ab"]) == 0.5
 
 
+def _lcs(a: str, b: str) -> int:
+    row = [0] * (len(b) + 1)
+    for ca in a:
+        prev, row = row, [0]
+        for j, cb in enumerate(b):
+            row.append(prev[j] + 1 if ca == cb else max(prev[j + 1], row[j]))
+    return row[-1]
+
+
+def _fuzz_ratio_reference(a: str, b: str) -> int:
+    """fuzzywuzzy 0.18 fuzz.ratio with python-Levenshtein: decorators (None -> 0, equal -> 100, empty -> 0),
+    then utils.intr(100 * ratio) with ratio = (lensum - indel distance) / lensum = 2 LCS / lensum."""
+    if a is None or b is None:
+        return 0
+    if a == b:
+        return 100
+    if not a or not b:
+        return 0
+    return int(round(100 * (2 * _lcs(a, b) / (len(a) + len(b)))))
+
+
+@pytest.mark.parametrize(
+    "a, b, expected, difflib_value",
+    [
+        # LCS "dcda" = 4 of 12 characters -> 67; difflib's longest-block recursion finds 1 match -> 17
+        ("adcadca", "dbcda", 67, 17),
+        # LCS 6 of 16 (scattered) -> 75; difflib 25
+        ("badbacba", "bcabcbba", 75, 25),
+        ("y.(y", "()yx", 50, 25),  # LCS "(y" of 8; difflib matches one character
+        ("a" + "x" * 7, "a" + "y" * 7, 12, 12),  # 2/16 = 12.5 rounds half to even (utils.intr = int(round))
+        ("abc" + "x" * 5, "abc" + "y" * 5, 38, 38),  # 6/16 = 37.5 -> 38
+        ("", "", 100, 100),  # equal strings first
+        ("", "a", 0, 0),
+    ],
+)
+def test_fuzz_ratio_is_the_levenshtein_ratio_rounded_like_fuzzywuzzy(a, b, expected, difflib_value):
+    import difflib
+
+    assert M.fuzz_ratio(a, b) == _fuzz_ratio_reference(a, b) == expected
+    if a and b and a != b:  # the pure-Python fuzzywuzzy (difflib) value, which the official environment does not use
+        assert round(100 * difflib.SequenceMatcher(None, a, b).ratio()) == difflib_value
+
+
+def test_fuzz_ratio_matches_the_lcs_reference_on_random_code_like_strings():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a, b = ("".join(rng.choice("ab(x)=, ") for _ in range(rng.randint(0, 14))) for _ in range(2))
+        assert M.fuzz_ratio(a, b) == _fuzz_ratio_reference(a, b), (a, b)
+
+
 @pytest.mark.parametrize(
     "pred, truth, expected",
     [
         ("# comment\nx = 1", "x = 1", 1.0),  # first line without # ` //
-        ("\n\nabcd", "abce", 0.75),  # leading newlines stripped; difflib: 2*3/8
+        ("\n\nabcd", "abce", 0.75),  # leading newlines stripped; 2*3/8
         ("// a\n`b`\nfoo()", "foo()", 1.0),
         ("# only", "# only", 1.0),  # ReFINE: whole prediction when no line qualifies
+        ("# c\nadcadca", "dbcda", 0.67),  # difflib (pure-Python fuzzywuzzy) would give 0.17
     ],
 )
 def test_code_sim(pred, truth, expected):
@@ -120,8 +173,12 @@ def test_longbench_tasks_and_metric_names():
 
 
 def test_longbench_metrics_match_lm_eval(monkeypatch):
-    """lm-eval's copy needs jieba only for Chinese tasks; with a stub it imports and must agree."""
+    """lm-eval's copy needs jieba only for Chinese tasks and fuzzywuzzy for code_sim; with stubs it imports and must
+    agree (code_sim: the line rules; the ratio is pinned above)."""
     monkeypatch.setitem(sys.modules, "jieba", types.ModuleType("jieba"))
+    fuzzywuzzy = types.ModuleType("fuzzywuzzy")  # the official environment's fuzz.ratio (python-Levenshtein backend)
+    fuzzywuzzy.fuzz = types.SimpleNamespace(ratio=_fuzz_ratio_reference)
+    monkeypatch.setitem(sys.modules, "fuzzywuzzy", fuzzywuzzy)
     monkeypatch.delitem(sys.modules, "lm_eval.tasks.longbench.metrics", raising=False)
     ref = importlib.import_module("lm_eval.tasks.longbench.metrics")
     texts = [

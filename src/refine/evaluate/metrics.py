@@ -1,11 +1,11 @@
 """Scoring rules for RULER (NIAH, multi-doc QA) and LongBench, as REFINE computes them.
 
-Sources (line numbers at the commits named in ../shared/docs/refine-spec.md §0):
+Sources (line numbers at ReFINE's HEAD and lm-eval 0.4.13):
 * RULER: lm-eval 0.4.13 `lm_eval/tasks/ruler/common_utils.py:72-90` (post-processing, `string_match_all`);
   ReFINE `verl/verl/utils/reward_score/ruler.py:20-34` (QA: first line, any reference).
 * LongBench: ReFINE `verl/verl/utils/reward_score/longbench.py:41-227`, itself taken from THUDM/LongBench
   `LongBench/metrics.py` + `eval.py:61-72`. lm-eval's copy (`lm_eval/tasks/longbench/metrics.py`) cannot be
-  imported here (it needs `jieba`); the tests compare against it with a stub `jieba`.
+  imported here (it needs `jieba` and `fuzzywuzzy`); the tests compare against it with stubs.
 
 Every per-example score is in [0, 1]; records report the mean x100.
 """
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 import string
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+
+from rapidfuzz.distance import Indel
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -141,19 +142,29 @@ def classification(prediction: str, ground_truth: str, classes: Sequence[str] = 
     return 1.0 / len(matches) if ground_truth in matches else 0.0
 
 
+def fuzz_ratio(a: str, b: str) -> int:
+    """fuzzywuzzy 0.18 `fuzz.ratio` as the official scorer's environment runs it, with python-Levenshtein
+    installed: the Indel (Levenshtein, substitution cost 2) ratio 2 * LCS / (|a| + |b|), x100, rounded by
+    `utils.intr` (Python `round`, half to even); equal strings score 100 and an empty one 0 (fuzz.py:19-27,
+    utils.py:24-48,103-105; python-Levenshtein `ratio_py`: (lensum - dist) / lensum). Without
+    python-Levenshtein fuzzywuzzy falls back to difflib, which scores lower when the matches are scattered.
+    """
+    if a == b:
+        return 100
+    if not a or not b:
+        return 0
+    lensum = len(a) + len(b)
+    return int(round(100 * ((lensum - Indel.distance(a, b)) / lensum)))
+
+
 def code_sim(prediction: str, ground_truth: str) -> float:
-    """fuzzywuzzy ratio / 100 of the first line without "`", "#" or "//" (longbench.py:127-134).
+    """`fuzz_ratio` / 100 of the first line without "`", "#" or "//" (longbench.py:127-134).
 
     ReFINE keeps the whole prediction when no line qualifies (official LongBench: the empty string).
-    fuzzywuzzy without python-Levenshtein uses difflib, as in ReFINE's requirements.txt.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Using slow pure-python SequenceMatcher"
-        from fuzzywuzzy import fuzz
-
     lines = prediction.lstrip("\n").split("\n")
     line = next((ln for ln in lines if "`" not in ln and "#" not in ln and "//" not in ln), prediction)
-    return fuzz.ratio(line, ground_truth) / 100
+    return fuzz_ratio(line, ground_truth) / 100
 
 
 def _first_line(text: str) -> str:
