@@ -1,16 +1,20 @@
-"""Shared fixtures: paths to the real evaluation data beside the project."""
+"""Shared fixtures: the real evaluation data, where the default config finds it."""
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The folder holding longbench/ and ruler_qa/: the parent of the default config's `longbench.local_dir`
+# (config paths are relative to the repository root).
+_DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+SHARED_DATA = (REPO / _DEFAULT["longbench"]["local_dir"]).resolve().parent
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data (LongBench and RULER-QA parquet files); skips the test with the reason if absent."""
+    """The evaluation data folder (LongBench and RULER-QA parquet files); skips the test with the reason if absent."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real evaluation data not found at {SHARED_DATA}")
     return SHARED_DATA

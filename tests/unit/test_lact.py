@@ -95,7 +95,7 @@ def test_pad_invariant_outputs_do_not_depend_on_left_padding():
 
 
 def test_official_mode_pads_enter_fast_weights():
-    """Default (official) mode: left padding changes the real tokens' outputs (refine-spec §2, §10.6) ..."""
+    """Default (official) mode: left padding changes the real tokens' outputs (spec 2, 10.6) ..."""
     model = make_model()
     ids, mask = batch(seed=2)
     with torch.no_grad():

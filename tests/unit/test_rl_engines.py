@@ -1,4 +1,4 @@
-"""The two rollout engines agree (docs/architecture.md key idea 2): same positions and tokens, old log-probs and
+"""The two rollout engines agree (docs/design.md, "Design ideas" 2): same positions and tokens, old log-probs and
 rewards within 1e-5, gradients of the total loss within 1e-4 relative, on tiny fp32 DeltaNet and LaCT."""
 
 import pytest

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+LONGBENCH = (REPO / SMOKE["longbench"]["local_dir"]).resolve()  # config paths are relative to the repository
 MODELS_MID = ["base", "mid-sft-s0", "mid-refine-s0"]
 POST_ROWS = [("sft", "none"), ("nested_sft", "none"), ("nested_refine", "none"), ("nested_refine", "sft"),
              ("nested_refine", "refine")]  # fmt: skip
@@ -25,7 +25,7 @@ def snakemake(workdir: Path, *args: str, overrides: dict | None = None, timeout:
     """Run the workflow with the smoke config in `workdir` (results/ lands there); `overrides` update it."""
     workdir.mkdir(parents=True, exist_ok=True)
     override = workdir / "override.yaml"  # the LongBench path as seen from workdir, plus the test's changes
-    override.write_text(yaml.safe_dump({"longbench": {"local_dir": str(SHARED / "longbench")}, **(overrides or {})}))
+    override.write_text(yaml.safe_dump({"longbench": {"local_dir": str(LONGBENCH)}, **(overrides or {})}))
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(REPO / "config" / "smoke.yaml"), str(override)]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -55,8 +55,8 @@ def expected_records() -> list[str]:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    if not (SHARED / "longbench").is_dir():
-        pytest.skip(f"LongBench data not found at {SHARED / 'longbench'}")
+    if not LONGBENCH.is_dir():
+        pytest.skip(f"LongBench data not found at {LONGBENCH}")
     workdir = tmp_path_factory.mktemp("smoke")
     proc = snakemake(workdir, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-5000:]

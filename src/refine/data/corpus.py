@@ -1,6 +1,6 @@
 """Pre-/mid-training documents: a deterministic synthetic corpus with long-range structure, or the hub.
 
-Synthetic documents (tiny-replica.md, "The default corpus should make long context matter") come in three
+Synthetic documents (docs/design.md, "The tiny default": the corpus must make long context matter) come in three
 styles, all with entity names from the training half of the nouns (`text.part_of`):
   * `prose`: templated filler sentences; facts (entity -> multi-token code/name/place/count) stated once
     and recalled much later (a question with its answer, or a restatement) with other facts between;

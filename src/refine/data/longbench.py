@@ -1,6 +1,6 @@
 """LongBench (v1) evaluation files: ReFINE's `<task>_16384.parquet` files or the hub.
 
-Task list and column keys: paper Table 5 (spec 3.3, ecosystem.md key finding 7); per-task generation
+Task list and column keys: paper Table 5 (spec 3.3, 13.4); per-task generation
 lengths and prompts: THUDM/LongBench `LongBench/config/dataset2maxlen.json` and `dataset2prompt.json`
 (HEAD 2e00731). Evaluated rows per task = floor(rows / 8) * 8 (TTT batches of 8 with drop_last, spec 3.3).
 """

@@ -1,6 +1,6 @@
 """Byte-level BPE tokenizer trained on the corpus text, saved in Hugging Face format.
 
-Recipe: ecosystem.md Part 3 ("Tokenizer"): `tokenizers` BPE + ByteLevel pre-tokenizer/decoder + BpeTrainer
+Recipe (spec 13.5): `tokenizers` BPE + ByteLevel pre-tokenizer/decoder + BpeTrainer
 with the byte alphabet, wrapped in `PreTrainedTokenizerFast`. No BOS is ever added (spec 3.1, 10.13) and
 pad = EOS when the tokenizer has no pad token (spec 3.1, ReFINE `utils/tokenizer.py:21-33`).
 """

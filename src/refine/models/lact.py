@@ -7,7 +7,7 @@ unchanged. Kernels: :mod:`refine.ops.lact_ttt` and :mod:`refine.ops.window_attn`
 (whose generation re-runs the whole prefix, modeling:349,388) this one decodes through a recurrent
 :class:`LaCTCache`.
 
-Padding (refine-spec §2, §10.6). ``pad_invariant=False`` (default) reproduces the official computation of a
+Padding (spec 2, 10.6). ``pad_invariant=False`` (default) reproduces the official computation of a
 padded batch: pads are written into the fast weights, update chunks are aligned to column 0 of the padded
 tensor and rotary positions count pads (layer:262-278, 331-402); only the window attention skips pads
 (layer:297-310). The same real tokens therefore get different hidden states under different amounts of left

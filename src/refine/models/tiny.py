@@ -16,7 +16,7 @@ TINY_DELTANET = {
     "max_position_embeddings": 65536,
 }
 
-# fla-hub/delta_net-1.3B-100B (refine-spec.md section 2; the other fields are fla's DeltaNetConfig defaults).
+# fla-hub/delta_net-1.3B-100B (spec 2; the other fields are fla's DeltaNetConfig defaults).
 DELTANET_1P3B = {
     "hidden_size": 2048,
     "num_hidden_layers": 24,
@@ -40,7 +40,7 @@ TINY_LACT = {
     "max_position_embeddings": 65536,
 }
 
-# LaCT-760M (LaCT lact_llm/configs/760M_lact_swiglu_nh4_fwlow_rank_momentum.json; ecosystem.md 2.2; the other
+# LaCT-760M (LaCT lact_llm/configs/760M_lact_swiglu_nh4_fwlow_rank_momentum.json; spec 13.2; the other
 # fields are LaCTConfig defaults). Which variant YunjinZhang/lact_llm holds (this or ``_muon``) is unverified.
 LACT_760M = {
     "hidden_size": 1536,
