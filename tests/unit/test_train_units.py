@@ -164,3 +164,15 @@ def test_cli_length_sets_the_prompt_budget_and_missing_options_are_named():
     assert stage_config(ttt, 4096).generation.max_prompt_length == 4096 - 32  # spec 5.3: 16384 - 32 at full scale
     with pytest.raises(ValueError, match="--stage mid needs --method, --base, --data, --out"):
         run(parser.parse_args(["train", "--stage", "mid"]))
+
+
+def test_per_rank_shares_the_global_mini_batch_and_slices():
+    from refine.rl.config import RefineConfig
+    from refine.train.updates import per_rank
+
+    paper = RefineConfig(mini_batch_size=32, slices=8, ntp_micro_batch=2)
+    mine = per_rank(paper, 4)
+    assert (mine.mini_batch_size, mine.slices, mine.ntp_micro_batch) == (8, 2, 2)  # micro-batches are per GPU
+    assert per_rank(RefineConfig(mini_batch_size=32), 4).slices is None
+    with pytest.raises(ValueError, match="refine.slices 4 does not split over 8 ranks"):
+        per_rank(RefineConfig(mini_batch_size=32, slices=4), 8)

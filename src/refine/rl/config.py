@@ -17,7 +17,16 @@ class RefineConfig:
     """One REFINE update; defaults are the paper's mid-training values (spec section 6).
 
     `mini_batch_size` counts sequences per optimizer step (the code's `ttt_ppo_mini_batch_size`, spec 4.9);
-    None puts the whole batch in one step.
+    None puts the whole batch in one step. Two switches reproduce the official batch arithmetic (spec 4.9) where
+    the project's defaults differ:
+
+    * `slices`: the official GPU count. The code shards the batch contiguously over its GPUs and each takes its
+      mini-batches in order, so optimizer step j holds the j-th block of `mini_batch_size / slices` sequences of
+      every slice. None: each rank's sequences in contiguous blocks (the same when the job runs on that many
+      ranks; `refine.train.updates.per_rank` turns both into a per-rank count).
+    * `ntp_micro_batch`: sequences per NTP micro-batch (the code's `ttt_micro_batch_size_per_gpu`, 2); the NTP
+      term is then the mean of the micro-batch token means, the micro-batches cut within each slice's block
+      (`dp_actor.py:806-818`). None: the token mean over the optimizer step's sequences.
     """
 
     c: int = 8  # chunks per sequence (`ttt_n_chunks`)
@@ -35,6 +44,8 @@ class RefineConfig:
     adv_eps: float = 1e-6  # GRPO std epsilon (spec 4.8)
     mini_batch_size: int | None = None
     rollout: str = "snapshot"
+    slices: int | None = None
+    ntp_micro_batch: int | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in (("sampling", SAMPLINGS), ("reward", REWARDS), ("rollout", ROLLOUTS)):
@@ -43,8 +54,9 @@ class RefineConfig:
         for name in ("c", "k", "n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefineConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.mini_batch_size is not None and self.mini_batch_size < 1:
-            raise ValueError(f"RefineConfig.mini_batch_size must be >= 1 or None, got {self.mini_batch_size}")
+        for name in ("mini_batch_size", "slices", "ntp_micro_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"RefineConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
         if self.k > self.margin:
             raise ValueError(f"RefineConfig.k={self.k} exceeds margin={self.margin}: rollouts would run past L")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from refine.models.base import ntp_loss
+
 
 def ppo_clip_loss(
     logp: torch.Tensor,
@@ -38,3 +40,15 @@ def ppo_clip_loss(
 def refine_loss(ntp: torch.Tensor, ppo: torch.Tensor, lambda_sft: float, lambda_rl: float) -> torch.Tensor:
     """``lambda_sft * ntp + lambda_rl * ppo``; no KL and no entropy term (spec 4.9)."""
     return lambda_sft * ntp + lambda_rl * ppo
+
+
+def ntp_term(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, split: list[int] | None = None
+) -> torch.Tensor:
+    """The NTP term of one optimizer step: the token mean over all rows (``split`` None), or the mean over
+    consecutive row groups of sizes ``split`` of each group's token mean: the official micro-batch
+    normalisation (``dp_actor.py:806-818``: each micro-batch's mean CE / #micro-batches)."""
+    if split is None:
+        return ntp_loss(logits, input_ids, attention_mask)
+    parts = zip(*(t.split(split) for t in (logits, input_ids, attention_mask)))
+    return torch.stack([ntp_loss(*part) for part in parts]).mean()

@@ -3,8 +3,9 @@
 Both engines work on rows in the same sequence-major order (``seq_index``, ``positions``; spec 4.4) and give the
 same results for a pad-invariant model. ``branch(model, ids, mask, seq_index, positions)`` prepares the rows of
 some sequences (with gradient when grad mode is on); ``sample`` continues them into ``(tokens, old_logp, h_pred)``
-without gradient; ``forward`` returns ``(ntp, logp)`` with gradient, where ``ntp`` is the token-mean NTP loss over
-the real tokens of the sequences (``refine.models.base.ntp_loss``) and ``logp`` the log-probs of the rollout tokens
+without gradient; ``forward`` returns ``(ntp, logp)`` with gradient, where ``ntp`` is the NTP loss of the sequences
+(``refine.rl.loss.ntp_term``: their token mean, or the mean of micro-batch means with ``branch(..., ntp_split=)``)
+and ``logp`` the log-probs of the rollout tokens
 with the gradient flowing through the whole prefix (HEAD behaviour, spec 4.9, 10.5). Branches made with gradient
 before an update serve both the sampling and that update, so the pre-update work is done once.
 
@@ -18,10 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+import torch.distributed as tdist
+from torch.distributed.fsdp import FSDPModule
 
-from refine.models.base import ntp_loss, warp_logits
+from refine.models.base import warp_logits
 from refine.models.cache import FastWeightCache
 from refine.rl.grpo import group_ids
+from refine.rl.loss import ntp_term
 from refine.rl.scan import Scan
 
 
@@ -83,6 +87,7 @@ class Prefixes:
     attention_mask: torch.Tensor
     prefix: torch.Tensor
     prefix_mask: torch.Tensor
+    ntp_split: list[int] | None = None
 
 
 class RecomputeEngine:
@@ -115,10 +120,10 @@ class RecomputeEngine:
         logp = token_logp(out.logits[:, -k - 1 : -1], tokens, temperature)
         return logp, (out.hidden_states[-1][:, -k:] if hidden else None)
 
-    def branch(self, model, input_ids, attention_mask, seq_index, positions) -> Prefixes:
+    def branch(self, model, input_ids, attention_mask, seq_index, positions, ntp_split=None) -> Prefixes:
         """The prefixes (no model call)."""
         prefix, mask = self.prefixes(input_ids, attention_mask, seq_index, positions, pad_id(model))
-        return Prefixes(input_ids, attention_mask, prefix, mask)
+        return Prefixes(input_ids, attention_mask, prefix, mask, ntp_split)
 
     @torch.no_grad()
     def sample(self, model, branches: Prefixes, k, temperature, generator):
@@ -134,8 +139,20 @@ class RecomputeEngine:
 
     def forward(self, model, branches: Prefixes, tokens, temperature):
         ids, mask = branches.input_ids, branches.attention_mask
-        ntp = ntp_loss(model(ids, attention_mask=mask).logits, ids, mask)
+        ntp = ntp_term(model(ids, attention_mask=mask).logits, ids, mask, branches.ntp_split)
         return ntp, self.policy(model, branches.prefix, branches.prefix_mask, tokens, temperature)[0]
+
+
+def segment_ends(model, positions: torch.Tensor) -> list[int]:
+    """The snapshot trunk's cuts: the distinct rollout starts, or with an FSDP-sharded model their union over
+    ranks, since every sharded forward is a collective that all ranks must run (an extra cut only splits a
+    forward in two: same values up to round-off)."""
+    starts = torch.unique(positions).tolist()
+    if isinstance(model, FSDPModule) and tdist.get_world_size() > 1:
+        gathered = [None] * tdist.get_world_size()
+        tdist.all_gather_object(gathered, starts)
+        starts = sorted(set().union(*gathered))
+    return starts
 
 
 @dataclass
@@ -150,7 +167,7 @@ class Trunk:
 
 
 class SnapshotEngine:
-    """One trunk, many branches (docs/design.md, "Design ideas" 2).
+    """One trunk, many branches (docs/architecture.md, key idea 2).
 
     ``branch`` runs the trunk once over the sequences in segments that end at the rollout starts and forks the
     recurrent state of the rows starting there (``FastWeightCache.fork``): the branches start from the trunk's
@@ -166,10 +183,10 @@ class SnapshotEngine:
     name = "snapshot"
 
     @staticmethod
-    def branch(model, input_ids, attention_mask, seq_index, positions) -> Trunk:
+    def branch(model, input_ids, attention_mask, seq_index, positions, ntp_split=None) -> Trunk:
         """The trunk pass, segmented at the starts ``positions`` (each in ``[1, L)``)."""
         length = input_ids.shape[1]
-        starts = torch.unique(positions).tolist()
+        starts = segment_ends(model, positions)
         if starts[0] < 1 or starts[-1] >= length:
             raise ValueError(f"rollout starts must lie in [1, {length}), got {starts[0]}..{starts[-1]}")
         cache, logits, rows, forks, first = None, [], [], [], []
@@ -182,12 +199,14 @@ class SnapshotEngine:
             if end < length:
                 # fork() makes new tensors and dicts: later segments do not change this snapshot
                 here = (positions == end).nonzero()[:, 0]
+                if not len(here):  # another rank's start (sharded model)
+                    continue
                 rows.append(here)
                 forks.append(cache.fork(seq_index[here]))
                 first.append(out.logits[seq_index[here], -1])
         order = torch.argsort(torch.cat(rows))  # from the trunk's order of starts back to the rows' order
         return Trunk(
-            ntp=ntp_loss(torch.cat(logits, dim=1), input_ids, attention_mask),
+            ntp=ntp_term(torch.cat(logits, dim=1), input_ids, attention_mask, ntp_split),
             cache=type(cache).cat(forks).fork(order),
             logits=torch.cat(first)[order],
         )

@@ -159,7 +159,7 @@ def _mid_validation(t: Trainer, docs: list[list[int]], cfg: MidConfig, refine: R
     """Validation on held-out documents (spec 5.1): NTP loss (mean over micro-batches), sampled-token
     accuracy and, with `val_rewards`, the reward statistics of REFINE rollouts (no update) on them."""
     size = max(1, cfg.val_batch_size // t.dist.world)
-    rollouts_only = dataclasses.replace(refine, mini_batch_size=None)  # one no-op "update" under no_grad
+    rollouts_only = dataclasses.replace(refine, mini_batch_size=None, slices=None)  # one no-op "update", no_grad
 
     def validate(generator: torch.Generator) -> dict:
         sums: dict[str, float] = defaultdict(float)

@@ -58,12 +58,15 @@ def sft_update(model, batch: dict[str, torch.Tensor], micro: int, n_steps: int, 
 
 
 def per_rank(cfg: RefineConfig, world: int) -> RefineConfig:
-    """REFINE's mini-batch counts sequences globally (spec 4.9); each rank takes its share."""
-    if cfg.mini_batch_size is None:
-        return cfg
-    if cfg.mini_batch_size % world:
-        raise ValueError(f"refine.mini_batch_size {cfg.mini_batch_size} does not split over {world} ranks")
-    return dataclasses.replace(cfg, mini_batch_size=cfg.mini_batch_size // world)
+    """REFINE's mini-batch and slices count globally (spec 4.9); each rank takes its share (its contiguous shard
+    of the batch holds `slices / world` slices)."""
+    shares = {}
+    for name in ("mini_batch_size", "slices"):
+        value = getattr(cfg, name)
+        if value is not None and value % world:
+            raise ValueError(f"refine.{name} {value} does not split over {world} ranks")
+        shares[name] = None if value is None else value // world
+    return dataclasses.replace(cfg, **shares)
 
 
 def refine_step(model, batch, cfg: RefineConfig, opt: OptimizerStep, generator: torch.Generator) -> dict:
