@@ -167,7 +167,7 @@ class Trunk:
 
 
 class SnapshotEngine:
-    """One trunk, many branches (docs/architecture.md, key idea 2).
+    """One trunk, many branches (docs/design.md, "Design ideas" 2).
 
     ``branch`` runs the trunk once over the sequences in segments that end at the rollout starts and forks the
     recurrent state of the rows starting there (``FastWeightCache.fork``): the branches start from the trunk's
