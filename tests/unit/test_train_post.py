@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
-from test_train_common import build_toy, weights
 
 from refine.data.batching import encode_prompt_answer, encode_prompts
 from refine.train import stages
@@ -27,11 +25,6 @@ POST = {
 }
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy(tmp_path_factory.mktemp("toy"))
-
-
 def test_answer_sft_lowers_the_answer_loss(toy, tmp_path):
     stages.post(
         PostConfig.from_dict({**POST, "steps": 8}),
@@ -44,7 +37,7 @@ def test_answer_sft_lowers_the_answer_loss(toy, tmp_path):
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2]) - 1.0
 
 
-def test_nested_refine_is_inner_refine_then_answer_sft_in_one_step(toy, tmp_path):
+def test_nested_refine_is_inner_refine_then_answer_sft_in_one_step(toy, load_weights, tmp_path):
     cfg = PostConfig.from_dict({**POST, "steps": 1})
     trainer = stages.post(
         cfg,
@@ -67,7 +60,7 @@ def test_nested_refine_is_inner_refine_then_answer_sft_in_one_step(toy, tmp_path
     answers = [read_column(toy["qa"], "answer")[i] for i in idx]
     TextUpdate("refine", cfg.refine)(manual, encode_prompts(prompts, tok, 96))
     sft_update(model, encode_prompt_answer(prompts, answers, tok, 96, 4), 2, 1, manual.opt)
-    saved = weights(tmp_path / "out")
+    saved = load_weights(tmp_path / "out")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k in saved)
 
 

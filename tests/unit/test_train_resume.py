@@ -8,9 +8,7 @@ import signal
 import subprocess
 import time
 
-import pytest
 import torch
-from test_train_common import TRAIN_CLI, build_toy, weights
 
 from refine.train import stages
 from refine.train.config import MidConfig
@@ -26,14 +24,9 @@ CFG = {
 }
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy(tmp_path_factory.mktemp("toy"))
-
-
-def command(paths, run):
+def command(train_cli, paths, run):
     return [
-        *TRAIN_CLI,
+        *train_cli,
         "--stage",
         "mid",
         "--method",
@@ -55,9 +48,9 @@ def command(paths, run):
     ]
 
 
-def test_killed_run_resumes_bit_identical(toy, tmp_path):
+def test_killed_run_resumes_bit_identical(toy, train_cli, load_weights, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    background = subprocess.Popen(command(toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    background = subprocess.Popen(command(train_cli, toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (killed / "state" / "latest").exists():
         assert background.poll() is None, "the run ended before saving a state"
         time.sleep(0.02)
@@ -67,7 +60,9 @@ def test_killed_run_resumes_bit_identical(toy, tmp_path):
     saved_at = int((killed / "state" / "latest").read_text().split("-")[1])
     assert saved_at < 3
 
-    resumed = subprocess.Popen(command(toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.Popen(
+        command(train_cli, toy, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     stages.mid(
         MidConfig.from_dict(CFG),
         method="refine",
@@ -84,5 +79,5 @@ def test_killed_run_resumes_bit_identical(toy, tmp_path):
         return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
 
     assert losses(killed) == losses(whole) and [s for s, _ in losses(whole)] == [1, 2, 3]
-    a, b = weights(whole / "out"), weights(killed / "out")
+    a, b = load_weights(whole / "out"), load_weights(killed / "out")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

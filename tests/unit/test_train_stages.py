@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from test_train_common import build_toy
-
 from refine.train import stages
 from refine.train.config import MidConfig, PretrainConfig
 
@@ -21,11 +18,6 @@ MID = {
     "optim": {"lr": 3e-3},
     "refine": {"mini_batch_size": 2},
 }
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy(tmp_path_factory.mktemp("toy"))
 
 
 def rows(path):

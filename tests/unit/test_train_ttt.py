@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-import pytest
 import torch
-from test_train_common import TRAIN_CLI, build_toy
 
 from refine.data.batching import encode_prompts
 from refine.evaluate.generation import Batch
@@ -20,11 +18,6 @@ from refine.train.trainer import Trainer
 from refine.train.updates import TextUpdate
 
 TTT = {"threads": 1, "optim": {"lr": 1e-2}, "generation": {"max_prompt_length": 160, "max_new_tokens": 4}}
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy(tmp_path_factory.mktemp("toy"))
 
 
 def _batches(paths, tok):
@@ -67,10 +60,10 @@ def test_cumulative_keeps_adapting_and_per_batch_restarts(toy):
     assert any(not torch.equal(cumulative[k], only_b[k]) for k in cumulative)
 
 
-def test_ttt_command_writes_the_record(toy, tmp_path):
+def test_ttt_command_writes_the_record(toy, train_cli, tmp_path):
     out = tmp_path / "rec.json"
     cmd = [
-        *TRAIN_CLI,
+        *train_cli,
         "--stage",
         "ttt",
         "--method",

@@ -1,10 +1,6 @@
-"""Shared toy setup for the trainer tests (imported by the test_train_* modules; holds no tests).
-
-Each module declares its own module-scoped `toy` fixture over `build_toy`.
-
-A learnable toy: documents of templated sentences, a byte-level BPE trained on them, a tiny DeltaNet saved as
-an HF checkpoint, and QA rows whose answer is stated in the prompt.
-"""
+"""Fixtures of the trainer tests: a learnable toy (templated documents, a byte-level BPE trained on them, a
+tiny DeltaNet saved as an HF checkpoint, QA rows whose answer is stated in the prompt), the `refine train`
+command line, checkpoint weights and a torchrun launcher."""
 
 from __future__ import annotations
 
@@ -12,9 +8,11 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 ADJ = ["red", "blue", "green", "old", "new"]
@@ -78,13 +76,6 @@ def build_toy(root: Path) -> dict[str, Path]:
     return paths
 
 
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a saved checkpoint."""
-    from safetensors.torch import load_file
-
-    return load_file(str(path / "model.safetensors"))
-
-
 DIST_CFG = {
     "batch_size": 4,
     "max_length": 64,
@@ -97,36 +88,73 @@ DIST_CFG = {
 }
 
 
-def torchrun(paths, run, method, nproc, *extra):
-    """`refine train --stage mid` under torchrun; returns the saved weights."""
+def torchrun_command(run, nproc) -> list[str]:
+    """The `torchrun ... refine train` launcher prefix (a script under `run`'s parent)."""
     script = run.parent / "train_cli.py"
     script.write_text(TRAIN_SCRIPT)
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        str(script),
-    ]
-    cmd = [
-        *launcher,
-        "train",
-        "--stage",
-        "mid",
-        "--method",
-        method,
-        "--base",
-        str(paths["base"]),
-        "--data",
-        str(paths["corpus"]),
-        "--out",
-        str(run / "out"),
-        "--metrics",
-        str(run / "m.jsonl"),
-        "--cfg",
-        json.dumps(DIST_CFG),
-        *extra,
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    return weights(run / "out")
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(script)]
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict[str, Path]:
+    """Paths of the toy files (`corpus`, `val`, `qa`, `eval`, `tokenizer`, `base`), built once per module."""
+    return build_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture
+def train_cli() -> list[str]:
+    """The `refine train` command line (only the train group registered), a new list per test."""
+    return list(TRAIN_CLI)
+
+
+@pytest.fixture(scope="session")
+def load_weights() -> Callable[[Path], dict[str, torch.Tensor]]:
+    """`load_weights(checkpoint_dir)`: the tensors of a saved checkpoint."""
+    return read_weights
+
+
+@pytest.fixture
+def dist_cfg() -> dict:
+    """The mid-training config of the torchrun tests (a fresh copy per test)."""
+    return json.loads(json.dumps(DIST_CFG))
+
+
+@pytest.fixture
+def torchrun_mid(toy, dist_cfg) -> Callable[..., dict[str, torch.Tensor]]:
+    """`torchrun_mid(run, method, nproc, *extra_args)`: `refine train --stage mid` on the toy under torchrun with
+    `dist_cfg`, writing under `run`; returns the saved weights."""
+
+    def run_mid(run: Path, method: str, nproc: int, *extra: str) -> dict[str, torch.Tensor]:
+        script = run.parent / "train_cli.py"
+        script.write_text(TRAIN_SCRIPT)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        cmd = [
+            *launcher,
+            str(script),
+            "train",
+            "--stage",
+            "mid",
+            "--method",
+            method,
+            "--base",
+            str(toy["base"]),
+            "--data",
+            str(toy["corpus"]),
+            "--out",
+            str(run / "out"),
+            "--metrics",
+            str(run / "m.jsonl"),
+            "--cfg",
+            json.dumps(dist_cfg),
+            *extra,
+        ]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+        return read_weights(run / "out")
+
+    return run_mid
