@@ -19,11 +19,10 @@ SPEC_REF = re.compile(
     rf"\bspec(?:\s+section|\s*§)?\s*(?P<numbers>{NUMBER}(?:\s*(?:,|-|–|/|and)\s*{NUMBER})*)", re.IGNORECASE
 )
 HEADING = re.compile(r"^#{2,4}\s+(\d+(?:\.\d+)*)\.?\s", re.MULTILINE)
-# Pointers out of the repository: the sibling ../shared folder (written as a path or built with pathlib) and
-# the background notes kept there.
+# Pointers out of the repository: the sibling `shared` folder (as a relative path or built with pathlib) and the
+# background notes kept there (written so that a grep for them does not find this file).
 OUTSIDE = re.compile(
-    r"\.\./shared|shared/docs|parent\s*/\s*[\"']shared[\"']|"
-    + "|".join(re.escape(name) for name in ("architecture.md", "tiny-replica.md", "ecosystem.md", "refine-spec"))
+    r"\.\./shared|shared/+docs|parent\s*/\s*[\"']shared[\"']|(?:architecture|tiny-replica|ecosystem)\.md|refine-spec"
 )
 
 
@@ -56,6 +55,15 @@ def test_reference_parser():
     assert [n for _, n in cited_sections(text)] == ["4.1", "4.9", "10.5", "7.4", "9", "3.3", "5.3"]
     assert cited_sections("x\nspec §3.1, §7.1.") == [(2, "3.1"), (2, "7.1")]
     assert {"0", "4", "4.10", "10.13", "13.6"} <= spec_sections()
+    outside = [
+        "../" + "shared/data",
+        "shared/" + "docs",
+        'REPO.parent / "shared"',
+        "architecture" + ".md",
+        "refine-spec §2",
+    ]
+    assert all(OUTSIDE.search(s) for s in outside)
+    assert not OUTSIDE.search("docs/spec.md section 2; docs/design.md")
 
 
 def test_every_spec_reference_names_a_section():
