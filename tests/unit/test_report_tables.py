@@ -7,7 +7,7 @@ import pytest
 from test_report_synth import paper_frame, paper_records
 
 from refine.report import render
-from refine.report.records import parse_model, records_frame
+from refine.report.records import records_frame
 from refine.report.stats import compare, half_width, t975
 from refine.report.tables import build, build_all, specs
 
@@ -67,10 +67,20 @@ def test_missing_cells_are_na_and_listed():
     t5 = build(frame, specs()["table5"])
     assert len(t5.missing()) == 10 * 13
     md = render.to_markdown(t5)
-    assert md.count("| n/a") == 10 * 13 and "All cells n/a" in md
+    assert md.count("| n/a") == 10 * 13 and "n/a: no evaluation records match any cell" in md
     only = build(frame[~((frame["model"] == "base") & (frame["task_key"] == "hotpot"))], specs()["table4"])
     assert [c for r, c in only.missing()] == [("HotpotQA", x) for x in ("4K", "8K", "16K", "Avg")] * 2
-    assert "n/a cells (not run): LaCT / – / – / –: HotpotQA 1K (≙4K)" in render.to_markdown(only)
+    # one reason, stated once, for both rows it applies to
+    hotpot = ", ".join(f"HotpotQA {x}" for x in ("1K (≙4K)", "2K (≙8K)", "4K (≙16K)", "Avg"))
+    assert render.na_reasons(only) == [(f"no records for {hotpot}", ["LaCT / – / – / –", "DeltaNet / – / – / –"])]
+    assert render.to_markdown(only).count("no records for") == 1
+    no_ttt = build(frame[frame["ttt"] == "none"], specs()["table4"])
+    assert render.na_reasons(no_ttt) == [
+        (
+            "no records (row not run)",
+            [f"{a} / REFINE / Nested REFINE / {t}" for a in ("LaCT", "DeltaNet") for t in ("SFT", "REFINE")],
+        )
+    ]
 
 
 def test_post_models_count_only_on_their_own_task_and_length():
@@ -103,16 +113,3 @@ def test_stats():
     welch = compare(pd.Series([2.0, 4.0], index=[0, 1]), pd.Series([1.0, 2.0], index=[5, 6]))
     assert welch.diff == 1.5 and welch.half > 0
     assert compare(pd.Series([1.0]), pd.Series(dtype=float)) is None
-
-
-def test_model_names():
-    assert parse_model("post-squadqa-1024-nested_refine-s2") == {
-        "stage": "post",
-        "post_task": "squadqa",
-        "post_length": "1024",
-        "method": "nested_refine",
-        "seed": 2,
-    }
-    assert parse_model("mid-refine_k3-s0")["method"] == "refine_k3"
-    with pytest.raises(ValueError):
-        parse_model("mystery")

@@ -110,9 +110,10 @@ rule report:
         "../envs/refine.yaml"
     params:
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
+        cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {params.args} --out {params.out} > {log} 2>&1"
+        "refine report build {params.args} --config-json {params.cfg:q} --out {params.out} > {log} 2>&1"
 
 
 rule ablation_report:
@@ -129,9 +130,10 @@ rule ablation_report:
         "../envs/refine.yaml"
     params:
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
+        cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {params.args} --out {params.out} > {log} 2>&1"
+        "refine report build {params.args} --config-json {params.cfg:q} --out {params.out} > {log} 2>&1"
 
 
 rule ablations:

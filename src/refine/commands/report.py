@@ -24,7 +24,7 @@ def _inputs(args):
     metrics = load_metrics(args.metrics)
     niah = json.loads(args.niah_map) if args.niah_map else NIAH_FAMILIES
     log.info("%d records, %d metric lines", len(records), len(metrics))
-    return build_all(records, niah, args.ablation_family), metrics
+    return build_all(records, niah, args.ablation_family), metrics, records
 
 
 def _write_tables(tables, out: Path, deltas: bool) -> list[Path]:
@@ -62,27 +62,43 @@ def tables(args) -> int:
 
 
 def figures(args) -> int:
-    _write_figures(*_inputs(args), Path(args.out))
+    _write_figures(*_inputs(args)[:2], Path(args.out))
     return 0
 
 
 def claims(args) -> int:
-    _write_claims(*_inputs(args), Path(args.out))
+    _write_claims(*_inputs(args)[:2], Path(args.out))
     return 0
 
 
 def build(args) -> int:
-    """Tables, figures and claims under ``out/{tables,figures}`` and ``out``, then report.md / report.html."""
+    """Tables, figures and claims under ``out/{tables,figures}`` and ``out``, then report.md / report.html with
+    a summary of the run read from ``--results`` (default: the folder holding ``--records``)."""
     from refine.atomic import atomic_write_text as atomic_write
+    from refine.report.provenance import collect
     from refine.report.summary import to_html, to_markdown
 
     out = Path(args.out)
-    built, metrics = _inputs(args)
+    built, metrics, records = _inputs(args)
     _write_tables(built, out / "tables", args.paper_config)
     figs = _write_figures(built, metrics, out / "figures")
     result = _write_claims(built, metrics, out)
-    atomic_write(out / "report.md", to_markdown(built, result, figs, out, args.paper_config))
-    atomic_write(out / "report.html", to_html(built, result, figs, args.paper_config))
+    config = json.loads(args.config_json) if args.config_json else None
+    run = collect(Path(args.results or Path(args.records).parent), records, metrics, config)
+    atomic_write(out / "report.md", to_markdown(built, result, figs, out, args.paper_config, run))
+    atomic_write(out / "report.html", to_html(built, result, figs, args.paper_config, run))
+    return 0
+
+
+def screenshot(args) -> int:
+    """PNG of a report page as a browser shows it (headless Chromium), e.g. for the README."""
+    from refine.report.browser import open_report
+
+    with open_report(Path(args.html), width=args.width, height=args.height) as page:
+        page.screenshot(Path(args.out), full=args.full_page)
+        if page.errors:
+            log.warning("browser console errors: %s", page.errors)
+    log.info("wrote %s", args.out)
     return 0
 
 
@@ -106,6 +122,11 @@ def add_parser(subparsers) -> None:
             choices=["longbench", "qa", "niah", "short"],
             help="family averaged in the ablation tables and Fig. 5 (paper: longbench)",
         )
+        if name == "build":
+            p.add_argument(
+                "--config-json", help="the workflow config as JSON, for the summary (config, hash, data sources)"
+            )
+            p.add_argument("--results", help="experiment folder (models/, benchmarks/); default: parent of --records")
         if name in ("tables", "build"):
             p.add_argument(
                 "--paper-config",
@@ -113,3 +134,10 @@ def add_parser(subparsers) -> None:
                 help="the run used the paper's configuration: add Δ (ours - paper) rows",
             )
         p.set_defaults(func=func)
+    p = sub.add_parser("screenshot", help="PNG of a report.html in headless Chromium (needs chromium, selenium)")
+    p.add_argument("html", help="report.html")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--width", type=int, default=1280, help="window width (px)")
+    p.add_argument("--height", type=int, default=1000, help="window height (px); the shot's height unless --full-page")
+    p.add_argument("--full-page", action="store_true", help="the whole page, not the first window")
+    p.set_defaults(func=screenshot)

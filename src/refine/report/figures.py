@@ -17,6 +17,7 @@ import pandas as pd
 from refine.atomic import atomic_path
 
 from .claims import cell
+from .published import figure_notes
 from .records import ARCH_NAMES, ARCHS
 from .stats import compare
 from .tables import Table
@@ -25,6 +26,18 @@ from .tables import Table
 COLORS = {"sft": "#E69F00", "refine": "#0072B2", "lact": "#009E73", "deltanet": "#CC79A7", "paper": "#000000"}
 CYCLE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#F0E442"]
 METHOD_NAMES = {"sft": "SFT", "refine": "REFINE"}
+# Per series a marker and a line style as well as a colour, so series that coincide (both methods start from
+# the same checkpoint) stay visible: filled vs hollow markers of different shapes, solid vs dashed lines.
+STYLES = [
+    {"marker": "o", "linestyle": "-", "markersize": 5},
+    {"marker": "s", "linestyle": "--", "markersize": 7, "markerfacecolor": "none"},
+    {"marker": "^", "linestyle": "-.", "markersize": 6},
+    {"marker": "D", "linestyle": ":", "markersize": 6, "markerfacecolor": "none"},
+    {"marker": "v", "linestyle": (0, (5, 1)), "markersize": 6},
+    {"marker": "P", "linestyle": (0, (3, 1, 1, 1)), "markersize": 6},
+    {"marker": "X", "linestyle": (0, (1, 1)), "markersize": 6},
+]
+METHOD_STYLES = {"refine": STYLES[0], "sft": STYLES[1]}
 plt.rcParams.update(
     {
         "font.size": 10,
@@ -56,8 +69,9 @@ def _empty(ax: plt.Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
-def _band(ax: plt.Axes, runs: pd.DataFrame, column: str, scale: float, color: str, label: str) -> bool:
-    """Mean over seeds vs step with a min/max band; False when ``runs`` has no ``column`` values."""
+def _band(ax: plt.Axes, runs: pd.DataFrame, column: str, scale: float, color: str, label: str, style: dict) -> bool:
+    """Mean over seeds vs step (``style``: marker and line style) with a min/max band; False when ``runs``
+    has no ``column`` values."""
     if column not in runs or runs[column].dropna().empty:
         return False
     wide = runs.dropna(subset=[column]).pivot_table(index="step", columns="seed", values=column) * scale
@@ -67,9 +81,8 @@ def _band(ax: plt.Axes, runs: pd.DataFrame, column: str, scale: float, color: st
         wide.index,
         wide.mean(axis=1),
         color=color,
-        marker="o",
-        markersize=3,
         label=f"{label} (mean, min-max of {n} seed{'s' * (n > 1)})",
+        **style,
     )
     return True
 
@@ -88,7 +101,8 @@ def validation_curves(metrics: pd.DataFrame, column: str, ylabel: str, title: st
         val = _mid(metrics, arch, "val")
         scale = 100.0 if column == "ntp_acc" and len(val) and val[column].max() <= 1 else 1.0
         drawn = [
-            _band(ax, val[val["method"] == m], column, scale, COLORS[m], METHOD_NAMES[m]) for m in ("sft", "refine")
+            _band(ax, val[val["method"] == m], column, scale, COLORS[m], METHOD_NAMES[m], METHOD_STYLES[m])
+            for m in ("sft", "refine")
         ]
         if any(drawn):
             ax.legend(fontsize=8)
@@ -115,7 +129,15 @@ def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
         for i, stat in enumerate(("mean", "std")):
             ax, column = axes[i, j], f"reward_{reward}_{stat}"
             drawn = [
-                _band(ax, train[train["method"] == m], column, 1.0, CYCLE[k % len(CYCLE)], _variant_label(m))
+                _band(
+                    ax,
+                    train[train["method"] == m],
+                    column,
+                    1.0,
+                    CYCLE[k % len(CYCLE)],
+                    _variant_label(m),
+                    STYLES[k % len(STYLES)],
+                )
                 for k, m in enumerate(methods)
             ]
             if any(drawn):
@@ -246,6 +268,28 @@ def summary(tables: dict[str, Table]) -> plt.Figure:
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8)
     fig.suptitle("REFINE minus SFT by stage and evaluation family")
     return fig
+
+
+def captions() -> dict[str, str]:
+    """What each figure shows and what to look for, with what the paper's version shows."""
+    notes = figure_notes()
+    lines = "REFINE: blue, solid line, filled circles; SFT: orange, dashed line, hollow squares"
+    return {
+        "fig4_val_ntp_acc": "Validation sampled next-token accuracy during mid-training, one panel per architecture "
+        f"({lines}; bands: min-max over seeds). Look for REFINE ending above its step-0 value and above SFT; both "
+        f"start from the same checkpoint, so the first points coincide. Paper: {notes['fig4']}.",
+        "figE1_val_loss": f"Validation loss during mid-training ({lines}). Look for REFINE's loss falling faster "
+        f"than SFT's. Paper: {notes['figE1']}.",
+        "figE3_reward": "Mean (top) and standard deviation (bottom) of the cosine reward of REFINE's rollouts per "
+        "step, one line style per mid-training variant. Look for a stable mean and the ordering across rollout "
+        f"lengths k. Paper: {notes['figE3']}.",
+        "fig5_k_c": "Family average against rollout length k (left) and chunks c (right): ours (solid, 95% CI "
+        "over seeds) beside the paper's points (dotted, hollow diamonds). Look for k=5 being best and the score "
+        "rising with c. Without ablation records only the paper's points are drawn.",
+        "summary_refine_minus_sft": "REFINE minus SFT per training stage and evaluation family (points of score): "
+        "ours (filled circles, 95% CI over seeds) beside the paper (hollow diamonds). Look for ours on the "
+        "paper's side of zero; 'not run' marks comparisons without records.",
+    }
 
 
 def write_figures(tables: dict[str, Table], metrics: pd.DataFrame, out: Path) -> list[Path]:

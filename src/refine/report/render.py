@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from pathlib import Path
@@ -21,7 +20,8 @@ def _num(x: float, signed: bool = False) -> str:
     return "n/a" if math.isnan(x) else f"{round(x, 1) + 0.0:+.1f}" if signed else f"{x:.1f}"
 
 
-_BOLD = {"md": "**{}**", "tex": r"\textbf{{{}}}", "html": "<b>{}</b>"}
+_BOLD = {"md": "**{}**", "tex": r"\textbf{{{}}}"}
+NO_DELTAS = "No Δ rows: this run is not the paper's configuration, so differences are not comparable."
 
 
 def _cell(mean: float, half: float, bold: bool, style: str, signed: bool = False) -> str:
@@ -57,25 +57,36 @@ def _label_header(table: Table, companion: bool) -> list[str]:
     return ["Arch", *table.spec.row_names] + (["source"] if companion else [])
 
 
+def _row_name(key: tuple) -> str:
+    return " / ".join([ARCH_NAMES.get(key[0], key[0]), *key[1:]])
+
+
+def na_reasons(table: Table) -> list[tuple[str, list[str]]]:
+    """Why cells are n/a, each reason once with the rows it applies to: the whole table, whole rows, or the
+    same set of columns missing in several rows."""
+    missing = table.missing()
+    if not missing:
+        return []
+    if len(missing) == len(table.index) * len(table.columns):
+        return [("no evaluation records match any cell (not run)", [])]
+    by_row: dict[tuple, list[tuple]] = {}
+    for row, col in missing:
+        by_row.setdefault(row, []).append(col)
+    reasons: dict[str, list[str]] = {}
+    for row, cols in by_row.items():
+        what = "no records (row not run)" if len(cols) == len(table.columns) else None
+        what = what or "no records for " + ", ".join(table.header(c) for c in cols)
+        reasons.setdefault(what, []).append(_row_name(row))
+    return list(reasons.items())
+
+
 def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
     notes = list(table.spec.notes)
-    missing = table.missing()
-    if missing and len(missing) == len(table.index) * len(table.columns):
-        notes.append("All cells n/a: no matching records.")
-    elif missing:
-        by_row: dict[tuple, list[str]] = {}
-        for row, col in missing:
-            by_row.setdefault(row, []).append(table.header(col))
-        notes.append(
-            "n/a cells (not run): "
-            + "; ".join(
-                f"{' / '.join([ARCH_NAMES.get(r[0], r[0]), *r[1:]])}: {', '.join(cols)}" for r, cols in by_row.items()
-            )
-        )
+    notes += [f"n/a: {why}" + (f": {'; '.join(rows)}" if rows else "") for why, rows in na_reasons(table)]
     if companion:
         notes.append(f"Paper: {paper_source(table.spec.name)}")
         if not deltas:
-            notes.append("No Δ rows: this run is not the paper's configuration, so differences are not comparable.")
+            notes.append(NO_DELTAS)
     return notes
 
 
@@ -148,23 +159,53 @@ def to_latex(table: Table, companion: bool = False, deltas: bool = False) -> str
     return "\n".join(lines) + "\n"
 
 
-def to_html(table: Table, companion: bool = False, deltas: bool = False) -> str:
-    """HTML table with its notes (for the self-contained report)."""
-    header = _label_header(table, companion) + [table.header(c) for c in table.columns]
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(x) if i < len(header) - len(table.columns) else x}</td>" for i, x in enumerate(row)
-        )
-        + "</tr>\n"
-        for row in _rows(table, companion, deltas, "html")
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in _notes(table, companion, deltas))
-    return (
-        f"<h3>{html.escape(table.spec.title)}</h3>\n<table>\n<tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        + f"</tr>\n{body}</table>\n<ul>{notes}</ul>\n"
-    )
+def _cell_view(table: Table, i: int, j: int, deltas: bool, best: np.ndarray, paper_best: np.ndarray) -> dict:
+    mean, half, paper = (frame.iat[i, j] for frame in (table.mean, table.half, table.paper))
+    delta = mean - paper
+    return {
+        "ours": None if math.isnan(mean) else _num(mean),
+        "half": None if math.isnan(half) else f"{half:.1f}",
+        "n": int(table.n.iat[i, j]),
+        "best": bool(best[i, j]),
+        "paper": None if math.isnan(paper) else _num(paper),
+        "paper_best": bool(paper_best[i, j]),
+        "delta": _num(delta, signed=True) if deltas and not math.isnan(delta) else None,
+        "sign": "" if not deltas or math.isnan(delta) else "pos" if delta > 0 else "neg" if delta < 0 else "",
+    }
+
+
+def html_view(table: Table, deltas: bool) -> dict:
+    """What the HTML report's template shows of a table: grouped headers, row labels (arch once per block
+    with its row span), per cell ours (± interval), the paper's value and Δ (only with ``deltas``), n/a reasons
+    and notes."""
+    best = best_mask(table.mean, table.spec.best).to_numpy()
+    paper_best = best_mask(table.paper, table.spec.best).to_numpy()
+    groups = [(g, sum(1 for c in table.columns if c[0] == g)) for g in dict.fromkeys(table.columns.get_level_values(0))]
+    archs = list(table.index.get_level_values(0))
+    rows = [
+        {
+            "arch": ARCH_NAMES.get(key[0], key[0]) if i == archs.index(key[0]) else None,
+            "span": archs.count(key[0]),
+            "labels": list(key[1:]),
+            "cells": [_cell_view(table, i, j, deltas, best, paper_best) for j in range(len(table.columns))],
+        }
+        for i, key in enumerate(table.index)
+    ]
+    missing = table.missing()
+    return {
+        "name": table.spec.name,
+        "title": table.spec.title,
+        "label_names": ["Arch", *table.spec.row_names],
+        "groups": groups if len(groups) > 1 else [],
+        "headers": [table.headers[c] if len(groups) > 1 else table.header(c) for c in table.columns],
+        "rows": rows,
+        "n_cells": len(table.index) * len(table.columns),
+        "n_missing": len(missing),
+        "na_reasons": na_reasons(table),
+        "notes": list(table.spec.notes),
+        "paper_source": paper_source(table.spec.name),
+        "deltas": deltas,
+    }
 
 
 def to_csv(table: Table, deltas: bool = False) -> str:

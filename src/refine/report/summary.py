@@ -1,43 +1,149 @@
-"""One summary document (Markdown, and HTML with the figures embedded) of tables, claims and figures."""
+"""The report: one self-contained HTML page (figures inlined as base64 PNG) and a Markdown twin, both rendered
+from Jinja2 templates (``templates/``): a summary of what ran, the claims' verdicts, the tables beside the
+paper's values, the figures with captions."""
 
 from __future__ import annotations
 
 import base64
-import html
+import math
+from functools import cache
 from pathlib import Path
 
+import jinja2
 import pandas as pd
+import yaml
 
 from . import render
 from .claims import to_markdown as claims_markdown
+from .figures import captions
+from .provenance import Provenance
+from .records import ARCH_NAMES
 from .tables import Table
 
-STYLE = (
-    "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
-)
+VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "NOT RUN")
+SHORT_NAMES = {"tableE1": "E.1", "tableE2": "E.2", "fig5": "Fig. 5"}
 
 
-def to_markdown(tables: dict[str, Table], claims: pd.DataFrame, figures: list[Path], base: Path, deltas: bool) -> str:
-    """Markdown: claims first, then every table beside the paper, then links to the figures (relative)."""
-    parts = ["# REFINE reproduction report", "", claims_markdown(claims)]
-    parts += [render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()]
-    parts += ["### Figures", ""] + [f"![{p.stem}]({p.relative_to(base)})" for p in figures if p.suffix == ".png"]
-    return "\n".join(parts) + "\n"
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("refine.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(duration=duration, params=params, arch=lambda a: ARCH_NAMES.get(a, a))
+    return env
 
 
-def to_html(tables: dict[str, Table], claims: pd.DataFrame, figures: list[Path], deltas: bool) -> str:
-    """Self-contained HTML (PNG figures inlined as base64)."""
-    images = "".join(
-        f'<h3>{html.escape(p.stem)}</h3><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}">\n'
+def duration(seconds: float) -> str:
+    """``1h 02m``, ``3m 05s`` or ``12.3s``."""
+    if math.isnan(seconds):
+        return "n/a"
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def params(n: int) -> str:
+    """Parameter count as ``1.23M`` / ``1.4B``."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def verdict(row) -> tuple[str, str]:
+    """(verdict, why) of a claims row: its status when the 95% interval excludes 0, else INCONCLUSIVE."""
+    if row.status == "NOT RUN":
+        return "NOT RUN", "a cell the claim needs has no records"
+    if row.ci_excludes_0:
+        return row.status, f"interval excludes 0 over {row.n_seeds} seeds"
+    why = "one seed: no interval" if row.n_seeds < 2 else "95% interval includes 0"
+    return "INCONCLUSIVE", f"point estimate {row.status}; {why}"
+
+
+def _effect(diff: float, lo: float, hi: float, rel: float) -> str:
+    if math.isnan(diff):
+        return ""
+    text = f"{diff:+.2f}" + ("" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+    return text + ("" if math.isnan(rel) else f" ({rel:+.1f}%)")
+
+
+def claims_view(claims: pd.DataFrame) -> list[dict]:
+    """One line per claim for the template: verdict, arch, the statement without its arch, both effects."""
+    out = []
+    for r in claims.itertuples():
+        arch = ARCH_NAMES.get(r.claim.rsplit(".", 1)[-1], "")
+        v, why = verdict(r)
+        out.append(
+            {
+                "name": r.claim,
+                "verdict": v,
+                "why": why,
+                "arch": arch,
+                "text": r.statement.removeprefix(f"{arch}: "),
+                "ours": _effect(r.diff, r.ci95_lo, r.ci95_hi, r.rel_pct),
+                "n": int(r.n_seeds),
+                "paper": _effect(r.paper_diff, math.nan, math.nan, r.paper_rel_pct),
+                "detail": "" if pd.isna(r.detail) else r.detail,
+            }
+        )
+    return out
+
+
+def _context(tables: dict[str, Table], claims: pd.DataFrame, deltas: bool, run: Provenance) -> dict:
+    views = []
+    for table in tables.values():
+        view = render.html_view(table, deltas)
+        view["empty"] = view["n_missing"] == view["n_cells"]
+        view["short"] = SHORT_NAMES.get(table.spec.name, table.spec.name.removeprefix("table"))
+        views.append(view)
+    lines = claims_view(claims)
+    counts = {v: sum(c["verdict"] == v for c in lines) for v in VERDICTS}
+    return {
+        "run": run,
+        "n_records": sum(run.records.values()),
+        "counts": {v: n for v, n in counts.items() if n},
+        "claims": lines,
+        "ran": sorted((c for c in lines if c["verdict"] != "NOT RUN"), key=lambda c: VERDICTS.index(c["verdict"])),
+        "not_run": [c for c in lines if c["verdict"] == "NOT RUN"],
+        "tables": views,
+        "deltas": deltas,
+        "no_deltas": render.NO_DELTAS,
+        "config_yaml": yaml.safe_dump(run.config, sort_keys=False) if run.config else "",
+    }
+
+
+def to_html(tables: dict[str, Table], claims: pd.DataFrame, figures: list[Path], deltas: bool, run: Provenance) -> str:
+    """The self-contained report page (``templates/report.html.j2``); PNG figures inlined as base64."""
+    text = captions()
+    shown = [
+        {"name": p.stem, "caption": text.get(p.stem, ""), "data": base64.b64encode(p.read_bytes()).decode()}
         for p in figures
         if p.suffix == ".png"
-    )
-    body = "".join(render.to_html(t, companion=True, deltas=deltas) for t in tables.values())
+    ]
+    return _env().get_template("report.html.j2").render(figures=shown, **_context(tables, claims, deltas, run))
+
+
+def to_markdown(
+    tables: dict[str, Table], claims: pd.DataFrame, figures: list[Path], base: Path, deltas: bool, run: Provenance
+) -> str:
+    """Markdown twin (``templates/report.md.j2``): summary, claims, tables beside the paper, figure links."""
+    text = captions()
+    shown = [
+        {"name": p.stem, "caption": text.get(p.stem, ""), "path": p.relative_to(base).as_posix()}
+        for p in figures
+        if p.suffix == ".png"
+    ]
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>REFINE reproduction report</title>"
-        f"<style>{STYLE}</style></head><body><h1>REFINE reproduction report</h1><h2>Claims</h2>"
-        f"{claims.to_html(index=False, na_rep='', float_format='%.2f')}<h2>Tables</h2>{body}"
-        f"<h2>Figures</h2>{images}</body></html>\n"
+        _env()
+        .get_template("report.md.j2")
+        .render(
+            figures=shown,
+            claims_md=claims_markdown(claims),
+            tables_md=[render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()],
+            **_context(tables, claims, deltas, run),
+        )
     )
