@@ -86,7 +86,7 @@ def test_outputs_follow_the_design_contract(model):
 def _last_layer(model, x):
     hidden = model.model.embeddings(x)
     for layer in model.model.layers:
-        hidden = layer(hidden, None, None)
+        hidden, _ = layer(hidden, None, None, False)
     return hidden
 
 

@@ -37,8 +37,6 @@ PEERS = {"models": [("deltanet", "lact")]}
 # ops -> models; shared layers such as GatedMLP in their own module). The test fails when one disappears, so the
 # list only shrinks.
 KNOWN = {
-    ("refine.ops.delta_rule", "refine.models"),  # re-registers the model classes after importing fla
-    ("refine.ops.window_attn", "refine.models"),  # same
     ("refine.models.lact", "refine.models.deltanet"),  # GatedMLP
 }
 

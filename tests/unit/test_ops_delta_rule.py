@@ -108,14 +108,14 @@ def test_matches_fla_naive_recurrence():
 
 
 def test_importing_fla_kernels_keeps_our_auto_classes(monkeypatch):
-    """fla's import registers its own "delta_net" classes; the dispatch must restore ours."""
+    """fla's import registers its own "delta_net" classes; the lazy fla import must restore ours."""
     import sys
     import types
 
     from transformers import AutoConfig, PretrainedConfig
 
     from refine.models import DeltaNetConfig
-    from refine.ops import delta_rule as module
+    from refine.ops.fla import fla_symbols
 
     class ForeignConfig(PretrainedConfig):
         model_type = "delta_net"
@@ -126,7 +126,11 @@ def test_importing_fla_kernels_keeps_our_auto_classes(monkeypatch):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "fla.ops.delta_rule", fake)
     AutoConfig.register("delta_net", ForeignConfig, exist_ok=True)  # what importing fla.models does
-    assert module._fla_kernels.__wrapped__() == (fake.chunk_delta_rule, fake.fused_recurrent_delta_rule)
+    names = ("chunk_delta_rule", "fused_recurrent_delta_rule")
+    assert fla_symbols.__wrapped__("fla.ops.delta_rule", *names) == (
+        fake.chunk_delta_rule,
+        fake.fused_recurrent_delta_rule,
+    )
     assert type(AutoConfig.for_model("delta_net")) is DeltaNetConfig
 
 

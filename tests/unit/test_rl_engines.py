@@ -8,12 +8,13 @@ from transformers import AutoModelForCausalLM
 import refine  # noqa: F401  (registers the models)
 from refine.models.base import ntp_loss
 from refine.models.tiny import tiny_config
+from refine.ops.linear_ce import entropy_from_logits
 from refine.rl.config import RefineConfig
 from refine.rl.grpo import grpo_advantages
 from refine.rl.loss import ppo_clip_loss, refine_loss
 from refine.rl.rewards import all_rewards, cosine_reward
 from refine.rl.rollout import ENGINES, RecomputeEngine, collect_rollouts, token_logp
-from refine.rl.scan import entropy_from_logits, scan
+from refine.rl.scan import scan
 from refine.rl.selection import select_positions
 
 VOCAB, LENGTH, PADS = 64, 96, 11

@@ -8,13 +8,14 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from refine.models.cache import FastWeightCache
 from refine.models.deltanet import DeltaNetConfig, DeltaNetForCausalLM
 from refine.models.lact import LaCTConfig, LaCTForCausalLM
+from refine.ops.fla import AFTER_IMPORT
 
 
 def register_auto_classes() -> None:
     """(Re-)register our model types with ``AutoConfig`` / ``AutoModelForCausalLM``.
 
     Any fla import also imports ``fla.models`` (fla/__init__.py:38-39), which registers fla's own "delta_net"
-    classes over ours; :mod:`refine.ops.delta_rule` therefore calls this again after importing fla's kernels.
+    classes over ours; :mod:`refine.ops.fla` therefore calls this again after each import of fla.
     """
     for config, model in ((DeltaNetConfig, DeltaNetForCausalLM), (LaCTConfig, LaCTForCausalLM)):
         AutoConfig.register(config.model_type, config, exist_ok=True)
@@ -22,6 +23,7 @@ def register_auto_classes() -> None:
 
 
 register_auto_classes()
+AFTER_IMPORT.append(register_auto_classes)
 
 __all__ = [
     "DeltaNetConfig",

@@ -6,15 +6,18 @@ new token); transformers' ``GenerationMixin`` is not inherited and never runs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from refine.models.cache import FastWeightCache
+from refine.ops.linear_ce import linear_cross_entropy, linear_entropy
 
 # transformers 5.24 renamed the output/kwarg ``past_key_values`` to ``cache``; 5.6-5.23 only know the old name.
 _CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
@@ -22,7 +25,10 @@ _CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithP
 
 @dataclass
 class FastWeightCausalLMOutput(CausalLMOutputWithPast):
-    """``CausalLMOutputWithPast`` whose cache reads as ``.cache`` and ``.past_key_values`` on every transformers 5.x."""
+    """``CausalLMOutputWithPast`` whose cache reads as ``.cache`` and ``.past_key_values`` on every transformers 5.x,
+    plus ``entropy [B, T]`` (fp32 nats of the next-token distribution, when asked with ``output_entropy``)."""
+
+    entropy: torch.Tensor | None = None
 
 
 if _CACHE_FIELD == "past_key_values":
@@ -30,14 +36,19 @@ if _CACHE_FIELD == "past_key_values":
 
 
 def causal_lm_output(
-    logits: torch.Tensor,
+    logits: torch.Tensor | None,
     loss: torch.Tensor | None = None,
     cache: FastWeightCache | None = None,
     hidden_states: tuple[torch.Tensor, ...] | None = None,
+    entropy: torch.Tensor | None = None,
 ) -> FastWeightCausalLMOutput:
-    """Build the forward output (logits fp32; ``hidden_states[-1]`` is the final-norm output)."""
+    """Build the forward output (logits fp32 or None; ``hidden_states[-1]`` is the final-norm output)."""
     return FastWeightCausalLMOutput(
-        loss=loss, logits=logits.float(), hidden_states=hidden_states, **{_CACHE_FIELD: cache}
+        loss=loss,
+        logits=None if logits is None else logits.float(),
+        hidden_states=hidden_states,
+        entropy=entropy,
+        **{_CACHE_FIELD: cache},
     )
 
 
@@ -57,8 +68,8 @@ def current_mask(attention_mask: torch.Tensor | None, num_tokens: int) -> torch.
     return attention_mask[:, -num_tokens:]
 
 
-# HF forward kwargs callers may pass, with the values that change nothing here (all logits, dict output).
-_NEUTRAL_FORWARD_KWARGS = {"return_dict": (True, None), "output_attentions": (False, None), "logits_to_keep": (0, None)}
+# HF forward kwargs callers may pass, with the values that change nothing here (dict output, no attentions).
+_NEUTRAL_FORWARD_KWARGS = {"return_dict": (True, None), "output_attentions": (False, None)}
 
 
 def check_forward_kwargs(kwargs: dict) -> None:
@@ -68,18 +79,55 @@ def check_forward_kwargs(kwargs: dict) -> None:
             raise TypeError(f"unsupported forward argument {name}={value!r}")
 
 
-def ntp_loss(logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def ntp_targets(labels: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, T]`` targets of positions ``0..T-1``: ``labels[:, t + 1]``, -100 where ignored (label -100, target
+    masked out by ``attention_mask`` (last T columns), and the last position, which has no target)."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+    mask = current_mask(attention_mask, labels.shape[1])
+    return targets if mask is None else targets.masked_fill(F.pad(mask[:, 1:], (0, 1)) == 0, -100)
+
+
+def _divide(per_row: torch.Tensor, targets: torch.Tensor, num_items: int | torch.Tensor | None) -> torch.Tensor:
+    """``sum(per_row / num_items)`` for the summed cross-entropy of each row ``per_row [B]``: ``num_items`` (HF's
+    ``num_items_in_batch``) is a number or per-row divisors ``[B]``; None divides by the number of real targets."""
+    if num_items is None:
+        num_items = (targets != -100).sum().clamp(min=1)
+    return (per_row / num_items).sum()
+
+
+def ntp_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_items: int | torch.Tensor | None = None,
+) -> torch.Tensor:
     """Token-mean next-token cross-entropy.
 
     ``logits[:, t]`` predicts ``labels[:, t + 1]`` (labels are shifted here). Targets equal to -100 or at positions
-    where ``attention_mask`` (last T columns) is 0 are ignored; with no target left the loss is 0.
+    where ``attention_mask`` (last T columns) is 0 are ignored; with no target left the loss is 0. ``num_items``
+    (HF's ``num_items_in_batch``: a number, or per-row divisors ``[B]``) replaces the number of real targets as
+    the divisor, e.g. to sum the loss over pieces of a batch.
     """
-    targets = labels[:, 1:]
-    mask = current_mask(attention_mask, labels.shape[1])
-    if mask is not None:
-        targets = targets.masked_fill(mask[:, 1:] == 0, -100)
-    total = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
-    return total / (targets != -100).sum().clamp(min=1)
+    targets = ntp_targets(labels, attention_mask)
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="none")
+    return _divide(ce.view(targets.shape).sum(dim=1), targets, num_items)
+
+
+def fused_ntp_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    num_items: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`ntp_loss` of the logits ``hidden @ weight^T`` without materialising them (:mod:`refine.ops.linear_ce`;
+    one call per row when ``num_items`` holds per-row divisors)."""
+    targets = ntp_targets(labels, attention_mask)
+    if isinstance(num_items, torch.Tensor) and num_items.dim() == 1:
+        per_row = torch.stack([linear_cross_entropy(h, weight, t) for h, t in zip(hidden, targets)])
+    else:
+        per_row = linear_cross_entropy(hidden.flatten(0, 1), weight, targets.flatten())[None]
+    return _divide(per_row, targets, num_items)
 
 
 def warp_logits(scores: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -104,10 +152,40 @@ def choose_tokens(scores: torch.Tensor, greedy: bool, generator: torch.Generator
     return torch.multinomial(scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
 
 
+class CheckpointedBlock(nn.Module):
+    """A residual block that activation checkpointing can wrap, per block (transformers' convention:
+    ``PreTrainedModel.gradient_checkpointing_enable`` sets ``gradient_checkpointing`` and
+    ``_gradient_checkpointing_func`` on every module that has the flag).
+
+    Subclasses implement :meth:`block_forward` as a pure function of its arguments: it returns the block output
+    and the layer's new recurrent state and never writes a cache, so the recomputation in the backward repeats no
+    side effect; the model writes the returned state into the cache outside the checkpointed call. Checkpointing
+    acts only in train mode with gradient enabled; ``forward`` (not ``__call__``) is wrapped, so module hooks
+    (e.g. FSDP2's) stay outside the checkpoint, as in transformers' ``GradientCheckpointingLayer``.
+    """
+
+    gradient_checkpointing = False
+    _gradient_checkpointing_func = functools.partial(checkpoint, use_reentrant=False)
+
+    def block_forward(self, *args):
+        raise NotImplementedError
+
+    def forward(self, *args):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(self.block_forward, *args)
+        return self.block_forward(*args)
+
+
 class FastWeightPreTrainedModel(PreTrainedModel):
-    """Base of DeltaNet and LaCT: HF save/load plus an own cached ``generate`` (see docs/design.md)."""
+    """Base of DeltaNet and LaCT: HF save/load plus an own cached ``generate`` (see docs/design.md).
+
+    Activation checkpointing per block (:class:`CheckpointedBlock`): ``gradient_checkpointing_enable()`` /
+    ``gradient_checkpointing_disable()`` (``activation_checkpointing_*`` since transformers 5.25) and
+    ``is_gradient_checkpointing``.
+    """
 
     base_model_prefix = "model"
+    supports_gradient_checkpointing = True
     #: a cache of this model records the running attention mask (see FastWeightCache.track_attention_mask)
     cache_tracks_attention_mask = False
 
@@ -132,6 +210,34 @@ class FastWeightPreTrainedModel(PreTrainedModel):
     def new_cache(self) -> FastWeightCache:
         """An empty cache for this model."""
         return FastWeightCache(self.config.num_hidden_layers, self.cache_tracks_attention_mask)
+
+    def head_outputs(
+        self,
+        hidden: torch.Tensor,
+        labels: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        num_items_in_batch: int | torch.Tensor | None,
+        logits_to_keep: int,
+        output_entropy: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """``(logits, loss, entropy)`` from the final-norm ``hidden [B, T, d]`` (see the forward contract).
+
+        The fused path (``config.fuse_linear_cross_entropy``, labels given, train mode: fla's rule,
+        modeling_delta_net.py) computes the loss in chunks fused with ``lm_head`` and returns no full logits: only
+        the last ``logits_to_keep`` positions', None when it is 0. Otherwise the full logits give the loss and are
+        returned, or their last ``logits_to_keep`` positions. ``entropy`` is computed in chunks from ``hidden``.
+        """
+        fused = labels is not None and self.training and getattr(self.config, "fuse_linear_cross_entropy", False)
+        weight = self.lm_head.weight
+        if fused:
+            loss = fused_ntp_loss(hidden, weight, labels, attention_mask, num_items_in_batch)
+            logits = self.lm_head(hidden[:, -logits_to_keep:]) if logits_to_keep else None
+        else:
+            logits = self.lm_head(hidden if labels is not None or not logits_to_keep else hidden[:, -logits_to_keep:])
+            loss = None if labels is None else ntp_loss(logits, labels, attention_mask, num_items_in_batch)
+            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
+        entropy = linear_entropy(hidden, weight) if output_entropy else None
+        return logits, loss, entropy
 
     @torch.no_grad()
     def generate(

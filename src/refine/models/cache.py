@@ -38,8 +38,9 @@ class FastWeightCache:
         return self.states[layer_idx]
 
     def update(self, layer_idx: int, **tensors: torch.Tensor) -> None:
-        """Replace (or add) the named state tensors of one layer."""
-        self.states[layer_idx].update(tensors)
+        """Replace (or add) the named state tensors of one layer, in a new dict: a layer state handed out before
+        (e.g. kept by an activation checkpoint for its recomputation) keeps its values."""
+        self.states[layer_idx] = {**self.states[layer_idx], **tensors}
 
     def advance(self, num_tokens: int, attention_mask: torch.Tensor | None = None) -> None:
         """Record ``num_tokens`` new positions; ``attention_mask`` is their ``[B, num_tokens]`` mask (None = real)."""

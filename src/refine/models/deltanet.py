@@ -21,11 +21,11 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from refine.models.base import (
+    CheckpointedBlock,
     FastWeightPreTrainedModel,
     causal_lm_output,
     check_forward_kwargs,
     current_mask,
-    ntp_loss,
     resolve_cache,
 )
 from refine.models.cache import FastWeightCache
@@ -177,14 +177,15 @@ class DeltaNet(nn.Module):
         return tuple(outputs), conv_states if keep_state else {}
 
     def forward(
-        self, x: torch.Tensor, attention_mask: torch.Tensor | None = None, cache: FastWeightCache | None = None
-    ) -> torch.Tensor:
-        """``x [B, T, d]`` -> ``[B, T, d]``; reads and updates ``cache[layer_idx]`` when a cache is given."""
+        self, x: torch.Tensor, attention_mask: torch.Tensor | None, state: dict | None, keep_state: bool
+    ) -> tuple[torch.Tensor, dict]:
+        """``x [B, T, d]`` -> ``([B, T, d], new state)``; continues from the layer's cache entry ``state`` (None or
+        empty: sequence start); the new state (``recurrent``, ``{q,k,v}_conv``) is empty unless ``keep_state``."""
         batch, length, _ = x.shape
         if attention_mask is not None:
             x = x * attention_mask[..., None].to(x.dtype)
-        state = cache[self.layer_idx] if cache is not None else {}
-        (q, k, v), conv_states = self._qkv(x, state, cache is not None)
+        state = state or {}
+        (q, k, v), conv_states = self._qkv(x, state, keep_state)
         q, k, v = (t.view(batch, length, self.num_heads, -1) for t in (q, k, v))
         beta = self.b_proj(x).sigmoid() if self.use_beta else x.new_ones(batch, length, self.num_heads)
         if self.allow_neg_eigval:  # fla/layers/delta_net.py:243-244
@@ -197,13 +198,12 @@ class DeltaNet(nn.Module):
             v,
             beta,
             initial_state=state.get("recurrent"),
-            output_final_state=cache is not None,
+            output_final_state=keep_state,
             use_qk_l2norm=True,
         )
-        if cache is not None:
-            cache.update(self.layer_idx, recurrent=recurrent, **conv_states)
         gate = self.g_proj(x).view(batch, length, self.num_heads, -1) if self.use_gate else None
-        return self.o_proj(self.o_norm(o, gate).reshape(batch, length, self.value_dim))
+        o = self.o_proj(self.o_norm(o, gate).reshape(batch, length, self.value_dim))
+        return o, {"recurrent": recurrent, **conv_states} if keep_state else {}
 
 
 class GatedMLP(nn.Module):
@@ -222,7 +222,7 @@ class GatedMLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
-class DeltaNetBlock(nn.Module):
+class DeltaNetBlock(CheckpointedBlock):
     """Pre-norm residual block: ``attn_norm -> attn``, ``mlp_norm -> mlp`` (fla modeling_delta_net.py:33-160)."""
 
     def __init__(self, config: DeltaNetConfig, layer_idx: int):
@@ -232,9 +232,11 @@ class DeltaNetBlock(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, cache: FastWeightCache | None):
-        x = x + self.attn(self.attn_norm(x), attention_mask, cache)
-        return x + self.mlp(self.mlp_norm(x))
+    def block_forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, state: dict | None, keep_state: bool):
+        """``(output, new layer state)``; pure (see :class:`CheckpointedBlock`)."""
+        attn, state = self.attn(self.attn_norm(x), attention_mask, state, keep_state)
+        x = x + attn
+        return x + self.mlp(self.mlp_norm(x)), state
 
 
 class DeltaNetModel(nn.Module):
@@ -257,9 +259,11 @@ class DeltaNetModel(nn.Module):
         layer followed by the final-norm output (fla/models/modeling_utils.py:190-215)."""
         hidden = self.embeddings(input_ids)
         all_hidden = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             all_hidden.append(hidden)
-            hidden = layer(hidden, attention_mask, cache)
+            hidden, state = layer(hidden, attention_mask, None if cache is None else cache[i], cache is not None)
+            if cache is not None:
+                cache.update(i, **state)
         hidden = self.norm(hidden)
         return hidden, (*all_hidden, hidden) if output_hidden_states else None
 
@@ -286,18 +290,23 @@ class DeltaNetForCausalLM(FastWeightPreTrainedModel):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         past_key_values: FastWeightCache | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        logits_to_keep: int | None = 0,
+        output_entropy: bool = False,
         **kwargs,
     ):
         """See docs/design.md. A given cache (``cache`` or ``past_key_values``) is continued and updated in place;
-        ``use_cache=True`` starts a new one when none is given. Padding is expected on the left."""
+        ``use_cache=True`` starts a new one when none is given. Padding is expected on the left. Logits, loss and
+        entropy: :meth:`FastWeightPreTrainedModel.head_outputs`."""
         check_forward_kwargs(kwargs)
         cache = resolve_cache(cache, past_key_values)
         if cache is None and use_cache:
             cache = self.new_cache()
         mask = current_mask(attention_mask, input_ids.shape[1])
         hidden, all_hidden = self.model(input_ids, mask, cache, output_hidden_states)
-        logits = self.lm_head(hidden)
         if cache is not None:
             cache.advance(input_ids.shape[1], mask)
-        loss = None if labels is None else ntp_loss(logits, labels, mask)
-        return causal_lm_output(logits, loss, cache, all_hidden)
+        logits, loss, entropy = self.head_outputs(
+            hidden, labels, mask, num_items_in_batch, logits_to_keep or 0, output_entropy
+        )
+        return causal_lm_output(logits, loss, cache, all_hidden, entropy)

@@ -29,11 +29,11 @@ from transformers import PreTrainedConfig
 from transformers import initialization as init
 
 from refine.models.base import (
+    CheckpointedBlock,
     FastWeightPreTrainedModel,
     causal_lm_output,
     check_forward_kwargs,
     current_mask,
-    ntp_loss,
     resolve_cache,
 )
 from refine.models.cache import FastWeightCache, LayerState
@@ -92,6 +92,7 @@ class LaCTConfig(PreTrainedConfig):
         last_layer_fuse_norm: bool = True,
         fuse_swiglu: bool = True,
         fuse_cross_entropy: bool = True,
+        fuse_linear_cross_entropy: bool = False,
         vocab_size: int = 32000,
         fw_init_gain: float = 0.5,
         pad_invariant: bool = False,
@@ -133,6 +134,7 @@ class LaCTConfig(PreTrainedConfig):
         self.last_layer_fuse_norm = last_layer_fuse_norm
         self.fuse_swiglu = fuse_swiglu
         self.fuse_cross_entropy = fuse_cross_entropy
+        self.fuse_linear_cross_entropy = fuse_linear_cross_entropy
         self.vocab_size = vocab_size
         self.fw_init_gain = fw_init_gain
         self.pad_invariant = pad_invariant
@@ -459,7 +461,7 @@ class LaCTCache(FastWeightCache):
         return super()._cat_layer(padded)
 
 
-class LaCTBlock(nn.Module):
+class LaCTBlock(CheckpointedBlock):
     """Pre-norm block: ``h += attn(attn_norm(h)); h += mlp(mlp_norm(h))`` (modeling:33-113)."""
 
     def __init__(self, config: LaCTConfig):
@@ -469,7 +471,8 @@ class LaCTBlock(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size)
 
-    def forward(self, h, mask, positions, past_mask, state):
+    def block_forward(self, h, mask, positions, past_mask, state):
+        """``(output, new layer state)``; pure (see :class:`CheckpointedBlock`)."""
         attn, state = self.attn(self.attn_norm(h), mask, positions, past_mask, state)
         h = h + attn
         return h + self.mlp(self.mlp_norm(h)), state
@@ -543,11 +546,15 @@ class LaCTForCausalLM(FastWeightPreTrainedModel):
         use_cache: bool = False,
         output_hidden_states: bool = False,
         past_key_values: LaCTCache | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        logits_to_keep: int | None = 0,
+        output_entropy: bool = False,
         **kwargs,
     ):
         """Logits ``[B, T, V]`` (fp32), NTP loss over real targets, ``hidden_states`` (embeddings, each
         block's input, final-norm output: modeling:257-293) and the continued cache. A given cache is
-        continued and updated in place; ``use_cache=True`` starts one when none is given."""
+        continued and updated in place; ``use_cache=True`` starts one when none is given. Logits, loss and
+        entropy: :meth:`FastWeightPreTrainedModel.head_outputs`."""
         check_forward_kwargs(kwargs)
         cache = resolve_cache(cache, past_key_values)
         if use_cache and cache is None:
@@ -567,6 +574,7 @@ class LaCTForCausalLM(FastWeightPreTrainedModel):
         hidden[-1] = h
         if cache is not None:
             cache.advance(seq_len, mask)
-        logits = self.lm_head(h)
-        loss = None if labels is None else ntp_loss(logits, labels, attention_mask)
-        return causal_lm_output(logits, loss, cache, tuple(hidden) if output_hidden_states else None)
+        logits, loss, entropy = self.head_outputs(
+            h, labels, mask, num_items_in_batch, logits_to_keep or 0, output_entropy
+        )
+        return causal_lm_output(logits, loss, cache, tuple(hidden) if output_hidden_states else None, entropy)

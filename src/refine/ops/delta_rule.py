@@ -16,10 +16,10 @@ Computation is fp32; outputs come back in the input dtype, states are fp32 ``[B,
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
+
+from refine.ops.fla import fla_symbols
 
 CHUNK_SIZE = 64
 # fla runs its recurrent kernel for inputs up to 64 tokens and the chunked one above (fla/layers/delta_net.py:188).
@@ -115,17 +115,9 @@ def delta_rule_chunked(
     return o[:, :length].to(dtype), state if output_final_state else None
 
 
-@functools.cache
 def _fla_kernels():
     """fla's ``(chunk_delta_rule, fused_recurrent_delta_rule)``, or None when fla/triton cannot be imported."""
-    try:
-        from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
-    except Exception:  # noqa: BLE001  (any import failure: fall back to the torch ops)
-        return None
-    from refine.models import register_auto_classes
-
-    register_auto_classes()  # importing fla registered fla's "delta_net" model classes over ours
-    return chunk_delta_rule, fused_recurrent_delta_rule
+    return fla_symbols("fla.ops.delta_rule", "chunk_delta_rule", "fused_recurrent_delta_rule")
 
 
 def delta_rule(

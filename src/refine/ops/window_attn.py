@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from refine.ops.fla import fla_symbols
+
 #: query rows per SDPA call on the torch path (bounds the mask to ``block x (block + W)``)
 QUERY_BLOCK = 1024
 
@@ -148,11 +150,5 @@ def window_attention(
 
 def _fla_parallel_attn():
     """fla's ``parallel_attn``, or None when fla/triton cannot be imported."""
-    try:
-        from fla.ops.attn import parallel_attn
-    except Exception:  # noqa: BLE001  (any import failure: fall back to SDPA)
-        return None
-    from refine.models import register_auto_classes
-
-    register_auto_classes()  # importing fla registered fla's "delta_net" model classes over ours
-    return parallel_attn
+    found = fla_symbols("fla.ops.attn", "parallel_attn")
+    return None if found is None else found[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from refine.models.base import ntp_loss
+from refine.models.base import ntp_loss, ntp_targets
 
 
 def ppo_clip_loss(
@@ -42,13 +42,18 @@ def refine_loss(ntp: torch.Tensor, ppo: torch.Tensor, lambda_sft: float, lambda_
     return lambda_sft * ntp + lambda_rl * ppo
 
 
+def ntp_divisors(input_ids: torch.Tensor, attention_mask: torch.Tensor, split: list[int] | None = None) -> torch.Tensor:
+    """Per-row divisors ``[B]`` of the NTP term: the term is the sum over rows of each row's summed cross-entropy
+    over its divisor (``ntp_loss(..., num_items=divisors)``): all rows' real-target count (``split`` None, the
+    token mean), or, for consecutive row groups of sizes ``split``, the group's count times the number of groups
+    (the mean of the groups' token means: the official micro-batch normalisation, ``dp_actor.py:806-818``)."""
+    real = (ntp_targets(input_ids, attention_mask) != -100).sum(dim=1)
+    groups = [real] if split is None else real.split(split)
+    return torch.cat([g.sum().clamp(min=1).expand(len(g)) for g in groups]) * len(groups)
+
+
 def ntp_term(
     logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, split: list[int] | None = None
 ) -> torch.Tensor:
-    """The NTP term of one optimizer step: the token mean over all rows (``split`` None), or the mean over
-    consecutive row groups of sizes ``split`` of each group's token mean: the official micro-batch
-    normalisation (``dp_actor.py:806-818``: each micro-batch's mean CE / #micro-batches)."""
-    if split is None:
-        return ntp_loss(logits, input_ids, attention_mask)
-    parts = zip(*(t.split(split) for t in (logits, input_ids, attention_mask)))
-    return torch.stack([ntp_loss(*part) for part in parts]).mean()
+    """The NTP term of one optimizer step from full logits (see :func:`ntp_divisors`)."""
+    return ntp_loss(logits, input_ids, attention_mask, ntp_divisors(input_ids, attention_mask, split))

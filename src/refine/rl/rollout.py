@@ -4,10 +4,10 @@ Both engines work on rows in the same sequence-major order (``seq_index``, ``pos
 same results for a pad-invariant model. ``branch(model, ids, mask, seq_index, positions)`` prepares the rows of
 some sequences (with gradient when grad mode is on); ``sample`` continues them into ``(tokens, old_logp, h_pred)``
 without gradient; ``forward`` returns ``(ntp, logp)`` with gradient, where ``ntp`` is the NTP loss of the sequences
-(``refine.rl.loss.ntp_term``: their token mean, or the mean of micro-batch means with ``branch(..., ntp_split=)``)
-and ``logp`` the log-probs of the rollout tokens
-with the gradient flowing through the whole prefix (HEAD behaviour, spec 4.9, 10.5). Branches made with gradient
-before an update serve both the sampling and that update, so the pre-update work is done once.
+(``refine.rl.loss.ntp_term``, taken from the model's loss: their token mean, or the mean of micro-batch means with
+``branch(..., ntp_split=)``) and ``logp`` the log-probs of the rollout tokens with the gradient flowing through the
+whole prefix (HEAD behaviour, spec 4.9, 10.5). Branches made with gradient before an update serve both the sampling
+and that update, so the pre-update work is done once.
 
 Sampling matches ``FastWeightPreTrainedModel.generate`` draw for draw (one ``torch.multinomial`` over all rows per
 step, EOS suppressed for all k steps, T = temperature, no top-k/top-p; spec 4.5), so both engines give the same
@@ -20,12 +20,13 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.distributed as tdist
+import torch.nn.functional as F
 from torch.distributed.fsdp import FSDPModule
 
-from refine.models.base import warp_logits
+from refine.models.base import ntp_targets, warp_logits
 from refine.models.cache import FastWeightCache
 from refine.rl.grpo import group_ids
-from refine.rl.loss import ntp_term
+from refine.rl.loss import ntp_divisors
 from refine.rl.scan import Scan
 
 
@@ -116,8 +117,8 @@ class RecomputeEngine:
         k = tokens.shape[1]
         ids = torch.cat([prefix, tokens], dim=1)
         mask = torch.cat([prefix_mask, torch.ones_like(tokens)], dim=1)
-        out = model(ids, attention_mask=mask, output_hidden_states=hidden)
-        logp = token_logp(out.logits[:, -k - 1 : -1], tokens, temperature)
+        out = model(ids, attention_mask=mask, output_hidden_states=hidden, logits_to_keep=k + 1)
+        logp = token_logp(out.logits[:, :-1], tokens, temperature)
         return logp, (out.hidden_states[-1][:, -k:] if hidden else None)
 
     def branch(self, model, input_ids, attention_mask, seq_index, positions, ntp_split=None) -> Prefixes:
@@ -139,7 +140,8 @@ class RecomputeEngine:
 
     def forward(self, model, branches: Prefixes, tokens, temperature):
         ids, mask = branches.input_ids, branches.attention_mask
-        ntp = ntp_term(model(ids, attention_mask=mask).logits, ids, mask, branches.ntp_split)
+        divisors = ntp_divisors(ids, mask, branches.ntp_split)
+        ntp = model(ids, attention_mask=mask, labels=ids, num_items_in_batch=divisors, logits_to_keep=1).loss
         return ntp, self.policy(model, branches.prefix, branches.prefix_mask, tokens, temperature)[0]
 
 
@@ -184,17 +186,30 @@ class SnapshotEngine:
 
     @staticmethod
     def branch(model, input_ids, attention_mask, seq_index, positions, ntp_split=None) -> Trunk:
-        """The trunk pass, segmented at the starts ``positions`` (each in ``[1, L)``)."""
+        """The trunk pass, segmented at the starts ``positions`` (each in ``[1, L)``). The NTP term sums each
+        segment's loss from the model (fused with the LM head when the model's config asks for it, so the trunk
+        never holds ``[B, L, V]`` logits) and the term of the segment's last position, whose target opens the
+        next segment, all over the divisors of :func:`~refine.rl.loss.ntp_divisors`."""
         length = input_ids.shape[1]
         starts = segment_ends(model, positions)
         if starts[0] < 1 or starts[-1] >= length:
             raise ValueError(f"rollout starts must lie in [1, {length}), got {starts[0]}..{starts[-1]}")
-        cache, logits, rows, forks, first = None, [], [], [], []
+        targets, divisors = ntp_targets(input_ids, attention_mask), ntp_divisors(input_ids, attention_mask, ntp_split)
+        cache, ntp, rows, forks, first = None, 0.0, [], [], []
         for begin, end in zip([0, *starts], [*starts, length]):
+            ids = input_ids[:, begin:end]
             out = model(
-                input_ids[:, begin:end], attention_mask=attention_mask[:, begin:end], cache=cache, use_cache=True
+                ids,
+                attention_mask=attention_mask[:, begin:end],
+                cache=cache,
+                use_cache=True,
+                labels=ids,
+                num_items_in_batch=divisors,
+                logits_to_keep=1,
             )
-            logits.append(out.logits)
+            last = out.logits[:, -1]
+            boundary = F.cross_entropy(last.float(), targets[:, end - 1], ignore_index=-100, reduction="none")
+            ntp = ntp + out.loss + (boundary / divisors).sum()
             cache = out.cache
             if end < length:
                 # fork() makes new tensors and dicts: later segments do not change this snapshot
@@ -203,13 +218,9 @@ class SnapshotEngine:
                     continue
                 rows.append(here)
                 forks.append(cache.fork(seq_index[here]))
-                first.append(out.logits[seq_index[here], -1])
+                first.append(last[seq_index[here]])
         order = torch.argsort(torch.cat(rows))  # from the trunk's order of starts back to the rows' order
-        return Trunk(
-            ntp=ntp_term(torch.cat(logits, dim=1), input_ids, attention_mask, ntp_split),
-            cache=type(cache).cat(forks).fork(order),
-            logits=torch.cat(first)[order],
-        )
+        return Trunk(ntp=ntp, cache=type(cache).cat(forks).fork(order), logits=torch.cat(first)[order])
 
     @torch.no_grad()
     def sample(self, model, branches: Trunk, k, temperature, generator):

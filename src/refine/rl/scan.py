@@ -20,15 +20,12 @@ class Scan:
         return Scan(torch.cat([s.entropy for s in scans]), torch.cat([s.hidden for s in scans]))
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """``logsumexp(z) - sum softmax(z) * z`` over the last dim (``utils/torch_functional.py:145-149``)."""
-    logits = logits.float()
-    return torch.logsumexp(logits, dim=-1) - (logits.softmax(dim=-1) * logits).sum(dim=-1)
-
-
 @torch.no_grad()
 def scan(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Scan:
     """One forward of the policy over the left-padded batch at temperature 1, without gradient
-    (``dp_actor.py:299-343``)."""
-    out = model(input_ids, attention_mask=attention_mask, output_hidden_states=True)
-    return Scan(entropy_from_logits(out.logits), out.hidden_states[-1])
+    (``dp_actor.py:299-343``); the entropy comes from the model in chunks fused with the LM head, so no
+    ``[B, L, V]`` logits are materialised (only the last position's are kept)."""
+    out = model(
+        input_ids, attention_mask=attention_mask, output_hidden_states=True, output_entropy=True, logits_to_keep=1
+    )
+    return Scan(out.entropy, out.hidden_states[-1])

@@ -67,7 +67,9 @@ def refine_update(
     branches = []
     for index in range(len(blocks)):
         with torch.set_grad_enabled(torch.is_grad_enabled() and index == 0):
+            model.train(torch.is_grad_enabled())  # a graph for the update: train mode, where checkpointing acts
             branches.append(branch(index))
+    model.eval()
     rollouts = collect_rollouts(engine, model, input_ids, attention_mask, positions, found, cfg, generator, branches)
     del branches[1:]  # the later mini-batches branch again under the updated weights
     rewards = all_rewards(rollouts.h_pred, rollouts.h_gt, rollouts.tokens, rollouts.gt_ids)
