@@ -192,8 +192,8 @@ class Trainer:
             row["tokens_per_s"] = row["tokens"] / max(row["seconds"], 1e-9)
             row["lr"] = lr
             row["skipped_total"] = float(self.opt.skipped)  # grads are identical on every rank
+            bar.set_postfix(postfix(self.log_row("train", row)))  # before update: a progress line shows this step
             bar.update(1)
-            bar.set_postfix(postfix(self.log_row("train", row)))
             if validate and val_every and self.step % val_every == 0:
                 self._validate(validate)
             if (save_every and self.step % save_every == 0) or self.step == plan.steps:
