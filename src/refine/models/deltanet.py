@@ -29,6 +29,7 @@ from refine.models.base import (
     resolve_cache,
 )
 from refine.models.cache import FastWeightCache
+from refine.models.mlp import GatedMLP
 from refine.ops.delta_rule import delta_rule
 from refine.ops.rmsnorm import RMSNorm
 from refine.ops.short_conv import ShortConvolution
@@ -37,7 +38,12 @@ from refine.ops.short_conv import ShortConvolution
 class DeltaNetConfig(PretrainedConfig):
     """fla 0.6.0's ``DeltaNetConfig`` (same fields and defaults, configuration_delta_net.py:18-105).
 
-    ``attn_mode`` and the ``fuse_*`` flags are accepted and ignored (the kernel is chosen by length and device);
+    Kernel switches (CUDA only; the torch path runs on CPU and whenever a switch is off): ``fuse_norm`` - fla's
+    Triton RMSNorm for every norm (fla uses it for ``o_norm`` always); ``fuse_swiglu`` - fla's ``swiglu_linear`` in
+    the MLP; ``fuse_short_conv`` (added here; fla always runs its Triton conv) - fla's ``causal_conv1d``;
+    ``fuse_linear_cross_entropy`` - the NTP loss fused with the LM head in training
+    (:meth:`~refine.models.base.FastWeightPreTrainedModel.head_outputs`, on CPU too). ``attn_mode`` and
+    ``fuse_cross_entropy`` are accepted and ignored (the delta-rule kernel is chosen by length and device);
     ``use_output_norm`` is stored but, as in fla, always on. Hybrid softmax-attention layers (``attn``), attention
     residuals (``attnres_block_size``), ``use_l2warp`` and q/k variants other than SiLU + l2 are not implemented.
     """
@@ -77,6 +83,7 @@ class DeltaNetConfig(PretrainedConfig):
         fuse_swiglu: bool = True,
         fuse_cross_entropy: bool = True,
         fuse_linear_cross_entropy: bool = False,
+        fuse_short_conv: bool = True,
         use_l2warp: bool = False,
         vocab_size: int = 32000,
         attnres_block_size: int | None = None,
@@ -108,6 +115,7 @@ class DeltaNetConfig(PretrainedConfig):
         self.fuse_swiglu = fuse_swiglu
         self.fuse_cross_entropy = fuse_cross_entropy
         self.fuse_linear_cross_entropy = fuse_linear_cross_entropy
+        self.fuse_short_conv = fuse_short_conv
         self.use_l2warp = use_l2warp
         self.vocab_size = vocab_size
         self.attnres_block_size = attnres_block_size
@@ -155,14 +163,15 @@ class DeltaNet(nn.Module):
         if self.use_beta:
             self.b_proj = nn.Linear(hidden, self.num_heads, bias=False)
         if self.use_short_conv:
-            self.q_conv1d = ShortConvolution(self.key_dim, config.conv_size, activation="silu")
-            self.k_conv1d = ShortConvolution(self.key_dim, config.conv_size, activation="silu")
-            self.v_conv1d = ShortConvolution(self.value_dim, config.conv_size, activation="silu")
+            conv = {"kernel_size": config.conv_size, "activation": "silu", "fused": config.fuse_short_conv}
+            self.q_conv1d = ShortConvolution(self.key_dim, **conv)
+            self.k_conv1d = ShortConvolution(self.key_dim, **conv)
+            self.v_conv1d = ShortConvolution(self.value_dim, **conv)
         if config.use_gate:
             self.g_proj = nn.Linear(hidden, self.value_dim, bias=False)
-            self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps)
+            self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps, fused=config.fuse_norm)
         else:  # fla keeps this norm's weight in fp32 (fla/layers/delta_net.py:166)
-            self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps, dtype=torch.float32)
+            self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps, dtype=torch.float32, fused=config.fuse_norm)
         self.o_proj = nn.Linear(self.value_dim, hidden, bias=False)
 
     def _qkv(self, x: torch.Tensor, state: dict, keep_state: bool) -> tuple[torch.Tensor, ...]:
@@ -206,31 +215,15 @@ class DeltaNet(nn.Module):
         return o, {"recurrent": recurrent, **conv_states} if keep_state else {}
 
 
-class GatedMLP(nn.Module):
-    """SwiGLU MLP ``down(silu(gate(x)) * up(x))`` with fla's sizing (fla/modules/mlp.py:44-62)."""
-
-    def __init__(self, hidden_size: int, hidden_ratio: int | None, intermediate_size: int | None):
-        super().__init__()
-        if intermediate_size is None:  # 2/3 * ratio * hidden, rounded up to a multiple of 256
-            intermediate_size = int(hidden_size * (hidden_ratio or 4) * 2 / 3)
-            intermediate_size = 256 * ((intermediate_size + 255) // 256)
-        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DeltaNetBlock(CheckpointedBlock):
     """Pre-norm residual block: ``attn_norm -> attn``, ``mlp_norm -> mlp`` (fla modeling_delta_net.py:33-160)."""
 
     def __init__(self, config: DeltaNetConfig, layer_idx: int):
         super().__init__()
-        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.fuse_norm)
         self.attn = DeltaNet(config, layer_idx)
-        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
-        self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size)
+        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.fuse_norm)
+        self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size, config.fuse_swiglu)
 
     def block_forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None, state: dict | None, keep_state: bool):
         """``(output, new layer state)``; pure (see :class:`CheckpointedBlock`)."""
@@ -246,7 +239,7 @@ class DeltaNetModel(nn.Module):
         super().__init__()
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(DeltaNetBlock(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.fuse_norm)
 
     def forward(
         self,

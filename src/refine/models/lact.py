@@ -37,7 +37,7 @@ from refine.models.base import (
     resolve_cache,
 )
 from refine.models.cache import FastWeightCache, LayerState
-from refine.models.deltanet import GatedMLP
+from refine.models.mlp import GatedMLP
 from refine.ops.lact_ttt import FastWeightState, init_state, l2_normalize, lact_swiglu_continue
 from refine.ops.rmsnorm import RMSNorm
 from refine.ops.window_attn import keep_last, rotary_embedding, window_attention
@@ -46,9 +46,13 @@ from refine.ops.window_attn import keep_last, rotary_embedding, window_attention
 class LaCTConfig(PreTrainedConfig):
     """``LaCTSWIGLUConfig`` (config:8-110): same ``model_type``, field names and defaults.
 
-    ``fuse_norm``, ``last_layer_fuse_norm``, ``fuse_swiglu``, ``fuse_cross_entropy`` and
-    ``elementwise_affine`` are kept for checkpoint round trips; they select fused kernels there and change
-    nothing here. Added: ``pad_invariant`` (see the module docstring).
+    Kernel switches as in the official model (CUDA only; the torch path runs on CPU and whenever a switch is off):
+    ``fuse_norm`` - fla's Triton RMSNorm in the blocks (attention/MLP pre-norms, ``ttt_norm``, q/k norms),
+    ``last_layer_fuse_norm`` - the same for the final norm (modeling: ``self.norm``), ``fuse_swiglu`` - fla's
+    ``swiglu_linear`` in the MLP. ``fuse_cross_entropy`` and ``elementwise_affine`` are kept for checkpoint round
+    trips and change nothing here. Added: ``fuse_linear_cross_entropy`` (fla's field: the NTP loss fused with the
+    LM head in training, :meth:`~refine.models.base.FastWeightPreTrainedModel.head_outputs`) and ``pad_invariant``
+    (see the module docstring).
     """
 
     model_type = "lact_swiglu"
@@ -179,7 +183,7 @@ class LaCTLayer(nn.Module):
         d_h = int(self.fw_head_dim * config.inter_multi)
         self.qkv = nn.Linear(d, 3 * d, bias=config.qkv_bias)
         if config.attn_qk_norm:
-            self.q_norm, self.k_norm = RMSNorm(d, eps=1e-5), RMSNorm(d, eps=1e-5)
+            self.q_norm, self.k_norm = (RMSNorm(d, eps=1e-5, fused=config.fuse_norm) for _ in range(2))
         self.o_proj = nn.Linear(d, d, bias=False)
         if config.w0_w2_low_rank > 0:
             rank, gain = config.w0_w2_low_rank, config.fw_init_gain
@@ -195,7 +199,8 @@ class LaCTLayer(nn.Module):
         self.qk_offset = nn.Parameter(torch.zeros(d, 2))
         if config.learnable_ttt_scale:
             self.ttt_scale_proj = nn.Linear(d, self.num_fw_heads)
-        self.ttt_norm = RMSNorm(self.fw_head_dim, eps=1e-5)  # fla RMSNorm's default eps (layer:201)
+        # fla RMSNorm's default eps (layer:201)
+        self.ttt_norm = RMSNorm(self.fw_head_dim, eps=1e-5, fused=config.fuse_norm)
         if config.use_momentum:
             self.momentum_proj = nn.Sequential(nn.Linear(d, self.num_fw_heads), nn.Sigmoid())
 
@@ -466,10 +471,10 @@ class LaCTBlock(CheckpointedBlock):
 
     def __init__(self, config: LaCTConfig):
         super().__init__()
-        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.fuse_norm)
         self.attn = LaCTLayer(config)
-        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
-        self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size)
+        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.fuse_norm)
+        self.mlp = GatedMLP(config.hidden_size, config.hidden_ratio, config.intermediate_size, config.fuse_swiglu)
 
     def block_forward(self, h, mask, positions, past_mask, state):
         """``(output, new layer state)``; pure (see :class:`CheckpointedBlock`)."""
@@ -485,7 +490,7 @@ class LaCTModel(nn.Module):
         super().__init__()
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(LaCTBlock(config) for _ in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps, fused=config.last_layer_fuse_norm)
 
 
 class LaCTForCausalLM(FastWeightPreTrainedModel):

@@ -4,7 +4,12 @@
 the previous inputs held in a conv state, and ``act`` SiLU or identity.
 
 Conv state layout (ours): ``[B, D, W - 1]`` = the last ``W - 1`` inputs, oldest first. (fla keeps ``[B, D, W]``,
-the last W inputs including the current one; only W - 1 are needed to continue.)
+the last W inputs including the current one; only W - 1 are needed to continue: its kernel reads columns 1..W-1
+of the initial state, fla/modules/causal_conv1d/ops.py:129.)
+
+With ``fused=True`` on CUDA, when fla imports, the module runs fla's Triton ``causal_conv1d`` (backend 'triton',
+fla/modules/causal_conv1d/ops.py:996, the kernel of fla's ``ShortConvolution``); the torch functions below are
+the CPU path and the reference.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from refine.ops.fla import fla_symbols
 
 ACTIVATIONS = (None, "silu", "swish")
 
@@ -65,17 +72,46 @@ def short_conv_reference(
     return _activate(y.transpose(1, 2), activation), history[..., length:] if output_final_state else None
 
 
-class ShortConvolution(nn.Conv1d):
-    """Depthwise causal conv layer with fla's parameter layout (``weight [D, 1, W]``, optional ``bias [D]``)."""
+def fla_short_conv(x, weight, bias, activation, state, output_final_state):
+    """:func:`short_conv` through fla's Triton ``causal_conv1d`` (CUDA), or None when fla does not import."""
+    found = fla_symbols("fla.modules.causal_conv1d", "causal_conv1d")
+    if found is None:
+        return None
+    initial = None if state is None else F.pad(state.to(x.dtype), (1, 0))  # ours -> fla's [B, D, W] layout
+    y, final = found[0](
+        x=x,
+        weight=weight[:, 0],
+        bias=bias,
+        initial_state=initial,
+        output_final_state=output_final_state,
+        activation=activation,
+        backend="triton",
+    )
+    return y, None if final is None else final[..., 1:]
 
-    def __init__(self, hidden_size: int, kernel_size: int, bias: bool = False, activation: str | None = "silu"):
+
+class ShortConvolution(nn.Conv1d):
+    """Depthwise causal conv layer with fla's parameter layout (``weight [D, 1, W]``, optional ``bias [D]``).
+    ``fused``: fla's kernel on CUDA (see the module docstring)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        kernel_size: int,
+        bias: bool = False,
+        activation: str | None = "silu",
+        fused: bool = False,
+    ):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unsupported activation {activation!r}; expected one of {ACTIVATIONS}")
         super().__init__(hidden_size, hidden_size, kernel_size, groups=hidden_size, bias=bias)
-        self.activation = activation
+        self.activation, self.fused = activation, fused
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor | None = None, output_final_state: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``x [B, T, D]`` -> ``(y [B, T, D], state [B, D, W - 1] or None)``."""
-        return short_conv(x, self.weight, self.bias, self.activation, state, output_final_state)
+        args = (x, self.weight, self.bias, self.activation, state, output_final_state)
+        if self.fused and x.is_cuda and (out := fla_short_conv(*args)) is not None:
+            return out
+        return short_conv(*args)
