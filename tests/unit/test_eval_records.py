@@ -32,11 +32,7 @@ def _fields(**over):
 
 
 def test_round_trip(tmp_path):
-    fields = _fields()
-    path = R.record_path(
-        tmp_path, **{k: fields[k] for k in ("experiment", "arch", "model", "family", "task", "length", "ttt")}
-    )
-    assert path == tmp_path / "default/evals/deltanet/mid-refine-s0/niah/niah_single_1_1024_ttt-none.json"
+    path = tmp_path / "default/evals/deltanet/mid-refine-s0/niah/niah_single_1_1024_ttt-none.json"
     written = R.write_record(path, config={"max_gen_toks": 128}, **_fields())
     on_disk = json.loads(path.read_text())
     assert on_disk == written
@@ -73,19 +69,8 @@ def test_bad_records_are_rejected(tmp_path):
         R.write_record(tmp_path / "r.json", **_fields(ttt="maybe"))
 
 
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("base", ("base", "none", None)),
-        ("mid-sft-s2", ("mid", "sft", 2)),
-        ("mid-refine_no_sft-s0", ("mid", "refine_no_sft", 0)),
-        ("post-squadqa-4096-nested_refine-s1", ("post", "nested_refine", 1)),
-    ],
-)
-def test_parse_model_name(name, expected):
-    assert R.parse_model_name(name) == expected
-
-
-def test_parse_model_name_rejects_unknown():
-    with pytest.raises(ValueError, match="'final'"):
-        R.parse_model_name("final")
+def test_corrupt_record_names_its_file(tmp_path):
+    R.write_record(tmp_path / "good.json", **_fields())
+    (tmp_path / "bad.json").write_text('{"schema": 1, "score": ')
+    with pytest.raises(ValueError, match=r"bad\.json: not a valid JSON record"):
+        R.read_records(tmp_path)

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+from refine import checkpoint
 from refine.commands import evaluate as cmd
+from refine.data.io import read_rows
 from refine.evaluate.generation import GenerationConfig, batch_ranges, generate_responses
-from refine.evaluate.runner import evaluate_longbench, evaluate_qa, load_rows
+from refine.evaluate.runner import evaluate_longbench, evaluate_qa
 
 PAD, EOS = 0, 1
 
@@ -151,7 +153,7 @@ def test_bad_rows_name_source_row_and_field():
 
 
 def test_longbench_on_real_trec_rows(shared_data):
-    rows = load_rows(shared_data / "longbench" / "trec_16384.parquet")[:12]
+    rows = read_rows(shared_data / "longbench" / "trec_16384.parquet")[:12]
     assert isinstance(rows[0]["answers"], list)
     model = StubModel(lambda p: f"\n{rows[0]['answers'][0]}\nmore")
     cfg = GenerationConfig(max_prompt_length=64, official_max_new_tokens=True)
@@ -180,7 +182,7 @@ def _cli(data, out, *extra):
 def test_cli_qa_writes_a_record(tmp_path, monkeypatch):
     data, out = tmp_path / "qa.parquet", tmp_path / "rec.json"
     pd.DataFrame(_qa_rows()).to_parquet(data)
-    monkeypatch.setattr(cmd, "load_model", lambda *a: (StubModel(lambda p: "A" + p[1:]), CharTokenizer()))
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda *a: (StubModel(lambda p: "A" + p[1:]), CharTokenizer()))
     assert _cli(data, out, "--model-name", "mid-sft-s3", "--cfg", '{"max_prompt_length": 16, "batch_size": 2}') == 0
     rec = json.loads(out.read_text())
     assert (rec["stage"], rec["method"], rec["seed"], rec["ttt"]) == ("mid", "sft", 3, "none")
@@ -195,3 +197,29 @@ def test_cli_qa_writes_a_record(tmp_path, monkeypatch):
         _cli(data, out, "--model-name", "base", "--cfg", '{"max_new_token": 3}')
     with pytest.raises(SystemExit):  # test-time training is `refine train --stage ttt`, not an option here
         _cli(data, out, "--model-name", "base", "--ttt", "refine")
+
+
+def test_cli_records_carry_the_checkpoints_run_and_are_written_cell_by_cell(tmp_path, monkeypatch):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    run = {"stage": "mid", "method": "refine_k3", "seed": 1, "refine_k": 3, "refine_c": 8}
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "x", "refine_run": run}))
+    data, out, later = tmp_path / "qa.parquet", tmp_path / "a.json", tmp_path / "b.json"
+    pd.DataFrame(_qa_rows()).to_parquet(data)
+    monkeypatch.setattr(checkpoint, "load_pretrained", lambda *a: (StubModel(lambda p: "A" + p[1:]), CharTokenizer()))
+    args = _parser().parse_args(
+        f"evaluate qa --model {ckpt} --device cpu --arch lact --model-name mid-refine_k3-s1 --task ruler_squadqa "
+        f"--length 4096 --length-label 4K --data {data} {tmp_path / 'missing.parquet'} --out {out} {later}".split()
+        + ["--cfg", '{"batch_size": 2}']
+    )
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        args.func(args)
+    rec = json.loads(out.read_text())  # the first cell's record survives the second cell's failure
+    assert (rec["method"], rec["seed"], rec["refine_k"], rec["refine_c"], rec["refine_n"]) == (
+        "refine_k3",
+        1,
+        3,
+        8,
+        None,
+    )
+    assert not later.exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from refine.experiment import parse_model
 from refine.report.published import published
 from refine.report.records import LONGBENCH, SHORT_TASKS, records_frame
 from refine.report.tables import specs
@@ -42,7 +43,7 @@ def record(arch: str, where: dict, seed: int, score: float, lengths: dict[str, i
         "schema": 1,
         "experiment": "synthetic",
         "arch": arch,
-        "model": _model(where, task, label, seed),
+        **parse_model(_model(where, task, label, seed)).fields(),
         "family": family,
         "task": task,
         "length": lengths[label],
@@ -105,10 +106,12 @@ def write_metrics(root: Path, steps: int = 100, every: int = 10, refine_gain: fl
         for method, seed in itertools.product(("sft", "refine"), SEEDS):
             gain = refine_gain if method == "refine" else 0.0
             lines = []
+            run = {"arch": arch, **parse_model(f"mid-{method}-s{seed}").fields()}
             for step in range(0, steps + 1, every):
                 frac = step / steps
                 lines.append(
                     {
+                        **run,
                         "step": step,
                         "split": "val",
                         "ntp_acc": acc0 + gain * frac + gen.normal(0, 4e-4),
@@ -118,6 +121,7 @@ def write_metrics(root: Path, steps: int = 100, every: int = 10, refine_gain: fl
                 if method == "refine" and step:
                     lines.append(
                         {
+                            **run,
                             "step": step,
                             "split": "train",
                             "loss": loss0 + 0.05,

@@ -10,7 +10,7 @@ import torch
 from refine.data.batching import encode_prompt_answer, encode_prompts
 from refine.train import stages
 from refine.train.config import PostConfig
-from refine.train.data import read_column
+from refine.data.io import read_column
 from refine.train.distributed import Dist
 from refine.train.trainer import BatchPlan, Trainer
 from refine.train.updates import TextUpdate, sft_update

@@ -1,7 +1,10 @@
-# Shared helpers: result paths, the per-stage --cfg JSON, the launcher, target lists. No experiment logic
-# lives here; every rule runs one `refine` command.
+# Shared helpers: result paths, the per-stage --cfg JSON, the launcher, target lists, evaluation cells. No
+# experiment logic lives here; every rule runs one `refine` command. Names and paths come from
+# refine.experiment; every config value that reaches a shell is quoted (shlex / {x:q}).
+import importlib.util
 import json
 import os
+import shlex
 import sys
 
 # Jobs run `refine`, installed in the same environment as Snakemake: put that environment's bin first on
@@ -10,7 +13,27 @@ os.environ["PATH"] = os.pathsep.join(
     [os.path.dirname(sys.executable), os.environ["PATH"]]
 )
 
-R = f"results/{config['experiment']}"
+
+def refine_module(name):
+    """Module refine.<name> of the installed package, loaded on its own: the package's __init__ imports
+    torch, which DAG building does not need (the module must import only the standard library and yaml).
+    """
+    package = importlib.util.find_spec("refine")
+    if package is None:
+        raise WorkflowError(
+            "the refine package is not installed in Snakemake's environment (pip install -e .)"
+        )
+    path = os.path.join(os.path.dirname(package.origin), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_refine_workflow_{name}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+X = refine_module("experiment")
+
+R = X.results_root(config["experiment"])
 ARCHS = config["archs"]
 LENGTHS = config["lengths"]
 SEED = config["seed"]
@@ -19,7 +42,7 @@ LONGBENCH_DIR = config["longbench"]["local_dir"]
 NIAH_TASKS = config["niah"]["tasks"]
 QA_TASKS = config["qa"]["tasks"]
 LONGBENCH_TASKS = config["longbench"]["tasks"]
-POST_METHODS = ["sft", "nested_sft", "nested_refine"]
+TTT_TRAINED = "|".join(m for m in X.TTT_MODES if m != "none")
 FLA_NAMES = {
     "deltanet": "delta_net",
     "lact": "lact",
@@ -28,17 +51,17 @@ FLA_NAMES = {
 
 wildcard_constraints:
     arch="|".join(ARCHS),
-    method="[a-z0-9_]+",
-    task="[a-z0-9_\-]+",
-    length=r"\d+",
-    seed=r"\d+",
-    ttt="none|sft|refine|refine_cosine",
-    family="niah|qa|longbench",
-    model=r"base|mid-[a-z0-9_]+-s\d+|post-[a-z0-9_]+-\d+-[a-z_]+-s\d+",
+    method=X.FIELD_PATTERNS["method"],
+    task=r"[a-z0-9_\-]+",
+    length=X.FIELD_PATTERNS["length"],
+    seed=X.FIELD_PATTERNS["seed"],
+    ttt="|".join(X.TTT_MODES),
+    family="|".join(X.FAMILIES),
+    model=X.name_pattern("base", "mid", "post"),
 
 
 def cfg_json(section, **extra):
-    """A config section (plus extra fields) as one compact JSON object: the command's --cfg."""
+    """A config section (plus extra fields) as one compact JSON object: the command's --cfg (quote it: {x:q})."""
     return json.dumps(
         {**config[section], **extra}, separators=(",", ":"), sort_keys=True
     )
@@ -67,25 +90,25 @@ def longbench_available():
 
 if not longbench_available():
     logger.warning(
-        f"LongBench left out: longbench.path={LONGBENCH_DIR!r} is not a directory "
-        "(Table 5 and the LongBench ablations are NOT RUN; set longbench.path to run them)"
+        f"LongBench left out: longbench.local_dir={LONGBENCH_DIR!r} is not a directory "
+        "(Table 5 and the LongBench ablations are NOT RUN; set longbench.local_dir to run them)"
     )
 
 
 def model_dir(arch, name):
-    return f"{R}/models/{arch}/{name}"
+    return X.model_dir(R, arch, name)
 
 
-def mid_models(seeds=None, methods=("sft", "refine")):
-    return [f"mid-{m}-s{s}" for m in methods for s in (seeds or MID_SEEDS)]
+def mid_models(seeds=None, methods=X.MID_METHODS):
+    return [X.mid_name(m, s) for m in methods for s in (seeds or MID_SEEDS)]
 
 
 def post_models(task, length):
-    return [f"post-{task}-{length}-{m}-s{SEED}" for m in POST_METHODS]
+    return [X.post_name(task, length, m, SEED) for m in X.POST_METHODS]
 
 
 def record(arch, model, family, task, length, ttt="none"):
-    return f"{R}/evals/{arch}/{model}/{family}/{task}_{length}_ttt-{ttt}.json"
+    return X.record_path(R, arch, model, family, task, length, ttt)
 
 
 def niah_records(arch, model):
@@ -93,7 +116,7 @@ def niah_records(arch, model):
 
 
 def table3_records():
-    models = ["base"] + mid_models([SEED])
+    models = [X.BASE] + mid_models([SEED])
     return [r for a in ARCHS for m in models for r in niah_records(a, m)]
 
 
@@ -102,9 +125,9 @@ def table4_records():
     for arch in ARCHS:
         for task in QA_TASKS:
             for n in LENGTHS:
-                for m in ["base"] + mid_models([SEED]) + post_models(task, n):
+                for m in [X.BASE] + mid_models([SEED]) + post_models(task, n):
                     out.append(record(arch, m, "qa", task, n))
-                nested = f"post-{task}-{n}-nested_refine-s{SEED}"
+                nested = X.post_name(task, n, "nested_refine", SEED)
                 out += [
                     record(arch, nested, "qa", task, n, t) for t in ("sft", "refine")
                 ]
@@ -124,10 +147,10 @@ def longbench_records(models_ttt):
 
 
 def table5_records():
-    mid = f"mid-refine-s{SEED}"
+    mid = X.mid_name("refine", SEED)
     rows = [
-        ("base", "none"),
-        (f"mid-sft-s{SEED}", "none"),
+        (X.BASE, "none"),
+        (X.mid_name("sft", SEED), "none"),
         (mid, "none"),
         (mid, "sft"),
         (mid, "refine"),
@@ -137,8 +160,8 @@ def table5_records():
 
 def ablation_records():
     variants = config["ablations"]["mid_methods"]
-    rows = [(f"mid-{v}-s{SEED}", "none") for v in variants]
-    rows += [(f"mid-refine-s{SEED}", t) for t in config["ablations"]["ttt"]]
+    rows = [(X.mid_name(v, SEED), "none") for v in variants]
+    rows += [(X.mid_name("refine", SEED), t) for t in config["ablations"]["ttt"]]
     return longbench_records(rows)
 
 
@@ -147,7 +170,7 @@ def all_records():
 
 
 def all_models():
-    out = [model_dir(a, "base") for a in ARCHS]
+    out = [model_dir(a, X.BASE) for a in ARCHS]
     out += [model_dir(a, m) for a in ARCHS for m in mid_models()]
     for arch in ARCHS:
         for task in QA_TASKS:
@@ -156,28 +179,8 @@ def all_models():
     return out
 
 
-def cells(tasks, lengths=LENGTHS):
-    """Parallel --task / --length / --length-label lists for the cells tasks x lengths (expand's order)."""
-    pairs = [(t, n) for t in tasks for n in lengths]
-    return {
-        "task": " ".join(t for t, _ in pairs),
-        "length": " ".join(str(n) for _, n in pairs),
-        "label": " ".join(length_label(n) for _, n in pairs),
-    }
-
-
-def eval_paths(pattern, tasks, lengths=LENGTHS):
-    """expand() of a per-cell path over tasks x lengths, keeping the rule's own wildcards."""
-    return expand(pattern, task=tasks, length=lengths, allow_missing=True)
-
-
-def metrics_files(methods=("sft", "refine")):
-    return [
-        f"{R}/train/{a}/mid-{m}-s{s}/metrics.jsonl"
-        for a in ARCHS
-        for m in methods
-        for s in MID_SEEDS
-    ]
+def metrics_files(methods=X.MID_METHODS):
+    return [X.metrics_path(R, a, m) for a in ARCHS for m in mid_models(methods=methods)]
 
 
 def tokenizer_dir(arch):
@@ -185,5 +188,59 @@ def tokenizer_dir(arch):
     return (
         f"{R}/tokenizer"
         if config["base"]["source"] == "pretrain"
-        else model_dir(arch, "base")
+        else model_dir(arch, X.BASE)
     )
+
+
+# Evaluation cells: one (task, length) each, with its data file and record path as patterns over the rule's
+# wildcards ({arch}, {model}, {ttt}, ...). A rule declares them as input/output and passes them to its
+# command through cell_args, so the command line is written once.
+
+
+def eval_data(family, task, length):
+    """The evaluation file of a cell (None: lm-eval's built-in NIAH tasks)."""
+    if family == "niah":
+        if config["niah_eval"]["builtin"]:
+            return None
+        return f"{R}/data/{{arch}}/niah/{task}_{length}.jsonl"
+    if family == "qa":
+        return f"{R}/data/{{arch}}/qa/{task}_{length}_test.parquet"
+    return f"{R}/data/longbench/{task}.parquet"
+
+
+def eval_cells(family, tasks, lengths, model="{model}", ttt="none"):
+    """The cells tasks x lengths of one job as (task, length, data, out) patterns."""
+    return [
+        (t, n, eval_data(family, t, n), record("{arch}", model, family, t, n, ttt))
+        for t in tasks
+        for n in lengths
+    ]
+
+
+def cell_inputs(cells):
+    return list(dict.fromkeys(data for _, _, data, _ in cells if data))
+
+
+def cell_outputs(cells):
+    return [out for _, _, _, out in cells]
+
+
+def cell_args(cells, model="{model}"):
+    """Params function: the job's identity and cell options (`refine.commands.cells`), shell-quoted."""
+
+    def args(wildcards):
+        def fill(pattern):
+            return str(pattern).format(**dict(wildcards.items()))
+
+        rows = [
+            (fill(t), fill(n), fill(d) if d else None, fill(o)) for t, n, d, o in cells
+        ]
+        argv = ["--experiment", config["experiment"], "--arch", wildcards.arch]
+        argv += ["--model-name", fill(model), "--task", *(t for t, _, _, _ in rows)]
+        argv += ["--length", *(n for _, n, _, _ in rows)]
+        argv += ["--length-label", *(length_label(n) for _, n, _, _ in rows)]
+        if any(d for _, _, d, _ in rows):
+            argv += ["--data", *(d for _, _, d, _ in rows)]
+        return shlex.join(argv + ["--out", *(o for _, _, _, o in rows)])
+
+    return args

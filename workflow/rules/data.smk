@@ -18,10 +18,10 @@ rule corpus:
     params:
         cfg=cfg_json("corpus"),
         tokenizer=lambda w, input: (
-            f"--tokenizer {input.tokenizer}" if input.tokenizer else ""
+            f"--tokenizer {shlex.quote(input.tokenizer)}" if input.tokenizer else ""
         ),
     shell:
-        "refine data corpus --cfg '{params.cfg}' {params.tokenizer} --out {output.train} --val-out {output.val} > {log} 2>&1"
+        "refine data corpus --cfg {params.cfg:q} {params.tokenizer} --out {output.train:q} --val-out {output.val:q} > {log:q} 2>&1"
 
 
 rule tokenizer:
@@ -36,7 +36,7 @@ rule tokenizer:
     params:
         cfg=cfg_json("tokenizer"),
     shell:
-        "refine data tokenizer --cfg '{params.cfg}' --corpus {input} --out {output} > {log} 2>&1"
+        "refine data tokenizer --cfg {params.cfg:q} --corpus {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule niah_data:
@@ -56,7 +56,7 @@ rule niah_data:
         cfg=cfg_json("niah", lengths=LENGTHS),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine data niah --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
+        "refine data niah --cfg {params.cfg:q} --tokenizer {input:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule qa_data:
@@ -77,7 +77,7 @@ rule qa_data:
         cfg=lambda w: cfg_json("qa", lengths=LENGTHS, model=FLA_NAMES[w.arch]),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine data qa --cfg '{params.cfg}' --tokenizer {input} --out {params.out} > {log} 2>&1"
+        "refine data qa --cfg {params.cfg:q} --tokenizer {input:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule longbench_data:
@@ -91,4 +91,4 @@ rule longbench_data:
         cfg=cfg_json("longbench"),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine data longbench --cfg '{params.cfg}' --out {params.out} > {log} 2>&1"
+        "refine data longbench --cfg {params.cfg:q} --out {params.out:q} > {log:q} 2>&1"

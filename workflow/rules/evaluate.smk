@@ -1,166 +1,127 @@
 # Evaluations: one record per (arch, model, family, task, length, ttt). A job evaluates one model on all of
 # its cells (the model loads once); test-time training adapts a fresh copy of the model per evaluation file.
+# Every rule here is eval_niah or ttt_longbench with other cells (`use rule`); cells: common.smk.
 
-EVAL = f"{R}/evals/{{arch}}/{{model}}"
-MIDS = r"base|mid-[a-z0-9_]+-s\d+"
+NIAH_CELLS = eval_cells("niah", NIAH_TASKS, LENGTHS)
+QA_CELLS = eval_cells("qa", QA_TASKS, LENGTHS)
+LONGBENCH_CELLS = eval_cells("longbench", LONGBENCH_TASKS, [LENGTHS[-1]])
+POST = X.post_name("{task}", "{length}", "{method}", "{seed}")
+POST_CELLS = eval_cells("qa", ["{task}"], ["{length}"], model=POST)
+NESTED = X.post_name("{task}", "{length}", "nested_refine", "{seed}")
+NESTED_TTT_CELLS = eval_cells("qa", ["{task}"], ["{length}"], model=NESTED, ttt="{ttt}")
+LONGBENCH_TTT_CELLS = eval_cells(
+    "longbench", LONGBENCH_TASKS, [LENGTHS[-1]], ttt="{ttt}"
+)
+BASE_OR_MID = X.name_pattern("base", "mid")
 
 
 rule eval_niah:
     input:
         model=model_dir("{arch}", "{model}"),
-        data=lambda w: (
-            []
-            if config["niah_eval"]["builtin"]
-            else eval_paths(
-                f"{R}/data/{w.arch}/niah/{{task}}_{{length}}.jsonl", NIAH_TASKS
-            )
-        ),
+        data=cell_inputs(NIAH_CELLS),
     output:
-        eval_paths(f"{EVAL}/niah/{{task}}_{{length}}_ttt-none.json", NIAH_TASKS),
+        cell_outputs(NIAH_CELLS),
     log:
         f"{R}/logs/eval_niah/{{arch}}/{{model}}.log",
+    wildcard_constraints:
+        model=BASE_OR_MID,
     conda:
         "../envs/refine.yaml"
     threads: config["threads"]
     resources:
         gpu=0,
     params:
-        experiment=config["experiment"],
+        family="niah",
         cfg=cfg_json("niah_eval"),
-        cells=cells(NIAH_TASKS),
-        data=lambda w, input: f"--data {input.data}" if input.data else "",
+        cells=cell_args(NIAH_CELLS),
     shell:
-        "REFINE_THREADS={threads} refine evaluate niah --experiment {params.experiment} --arch {wildcards.arch} --model-name {wildcards.model} --model {input.model} --cfg '{params.cfg}' --task {params.cells[task]} --length {params.cells[length]} --length-label {params.cells[label]} {params.data} --out {output} > {log} 2>&1"
+        "REFINE_THREADS={threads} refine evaluate {params.family} --model {input.model:q} --cfg {params.cfg:q} {params.cells} > {log:q} 2>&1"
 
 
-rule eval_qa:
+use rule eval_niah as eval_qa with:
     input:
         model=model_dir("{arch}", "{model}"),
-        data=eval_paths(
-            f"{R}/data/{{arch}}/qa/{{task}}_{{length}}_test.parquet", QA_TASKS
-        ),
+        data=cell_inputs(QA_CELLS),
     output:
-        eval_paths(f"{EVAL}/qa/{{task}}_{{length}}_ttt-none.json", QA_TASKS),
+        cell_outputs(QA_CELLS),
     log:
         f"{R}/logs/eval_qa/{{arch}}/{{model}}.log",
-    wildcard_constraints:
-        model=MIDS,
-    conda:
-        "../envs/refine.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=0,
     params:
-        experiment=config["experiment"],
+        family="qa",
         cfg=cfg_json("evaluation"),
-        cells=cells(QA_TASKS),
-    shell:
-        "REFINE_THREADS={threads} refine evaluate qa --experiment {params.experiment} --arch {wildcards.arch} --model-name {wildcards.model} --model {input.model} --cfg '{params.cfg}' --task {params.cells[task]} --length {params.cells[length]} --length-label {params.cells[label]} --data {input.data} --out {output} > {log} 2>&1"
+        cells=cell_args(QA_CELLS),
 
 
-rule eval_qa_post:
+use rule eval_niah as eval_qa_post with:
     input:
-        model=model_dir("{arch}", "post-{task}-{length}-{method}-s{seed}"),
-        data=f"{R}/data/{{arch}}/qa/{{task}}_{{length}}_test.parquet",
+        model=model_dir("{arch}", POST),
+        data=cell_inputs(POST_CELLS),
     output:
-        f"{R}/evals/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}/qa/{{task}}_{{length}}_ttt-none.json",
+        cell_outputs(POST_CELLS),
     log:
-        f"{R}/logs/eval_qa/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}.log",
-    conda:
-        "../envs/refine.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=0,
+        f"{R}/logs/eval_qa/{{arch}}/{POST}.log",
     params:
-        experiment=config["experiment"],
+        family="qa",
         cfg=cfg_json("evaluation"),
-        label=lambda w: length_label(w.length),
-    shell:
-        "REFINE_THREADS={threads} refine evaluate qa --experiment {params.experiment} --arch {wildcards.arch} --model-name post-{wildcards.task}-{wildcards.length}-{wildcards.method}-s{wildcards.seed} --model {input.model} --cfg '{params.cfg}' --task {wildcards.task} --length {wildcards.length} --length-label {params.label} --data {input.data} --out {output} > {log} 2>&1"
+        cells=cell_args(POST_CELLS, model=POST),
 
 
-rule ttt_qa:
-    input:
-        model=model_dir("{arch}", "post-{task}-{length}-nested_refine-s{seed}"),
-        data=f"{R}/data/{{arch}}/qa/{{task}}_{{length}}_test.parquet",
-    output:
-        f"{R}/evals/{{arch}}/post-{{task}}-{{length}}-nested_refine-s{{seed}}/qa/{{task}}_{{length}}_ttt-{{ttt}}.json",
-    log:
-        f"{R}/logs/ttt_qa/{{arch}}/post-{{task}}-{{length}}-nested_refine-s{{seed}}_{{ttt}}.log",
-    benchmark:
-        f"{R}/benchmarks/ttt_qa/{{arch}}/post-{{task}}-{{length}}-nested_refine-s{{seed}}_{{ttt}}.tsv"
-    wildcard_constraints:
-        ttt="sft|refine|refine_cosine",
-    conda:
-        "../envs/refine.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=0,
-    params:
-        experiment=config["experiment"],
-        cfg=cfg_json("ttt", generation=config["evaluation"]),
-        label=lambda w: length_label(w.length),
-        launcher=launcher,
-    shell:
-        "{params.launcher} train --stage ttt --method {wildcards.ttt} --family qa --cfg '{params.cfg}' --base {input.model} --experiment {params.experiment} --arch {wildcards.arch} --model-name post-{wildcards.task}-{wildcards.length}-nested_refine-s{wildcards.seed} --task {wildcards.task} --length {wildcards.length} --length-label {params.label} --data {input.data} --out {output} > {log} 2>&1"
-
-
-rule eval_longbench:
+use rule eval_niah as eval_longbench with:
     input:
         model=model_dir("{arch}", "{model}"),
-        data=expand(f"{R}/data/longbench/{{task}}.parquet", task=LONGBENCH_TASKS),
+        data=cell_inputs(LONGBENCH_CELLS),
     output:
-        eval_paths(
-            f"{EVAL}/longbench/{{task}}_{{length}}_ttt-none.json",
-            LONGBENCH_TASKS,
-            [LENGTHS[-1]],
-        ),
+        cell_outputs(LONGBENCH_CELLS),
     log:
         f"{R}/logs/eval_longbench/{{arch}}/{{model}}.log",
-    wildcard_constraints:
-        model=MIDS,
-    conda:
-        "../envs/refine.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=0,
     params:
-        experiment=config["experiment"],
+        family="longbench",
         cfg=cfg_json("evaluation"),
-        cells=cells(LONGBENCH_TASKS, [LENGTHS[-1]]),
-    shell:
-        "REFINE_THREADS={threads} refine evaluate longbench --experiment {params.experiment} --arch {wildcards.arch} --model-name {wildcards.model} --model {input.model} --cfg '{params.cfg}' --task {params.cells[task]} --length {params.cells[length]} --length-label {params.cells[label]} --data {input.data} --out {output} > {log} 2>&1"
+        cells=cell_args(LONGBENCH_CELLS),
 
 
 rule ttt_longbench:
     input:
         model=model_dir("{arch}", "{model}"),
-        data=expand(f"{R}/data/longbench/{{task}}.parquet", task=LONGBENCH_TASKS),
+        data=cell_inputs(LONGBENCH_TTT_CELLS),
     output:
-        eval_paths(
-            f"{EVAL}/longbench/{{task}}_{{length}}_ttt-{{ttt}}.json",
-            LONGBENCH_TASKS,
-            [LENGTHS[-1]],
-        ),
+        cell_outputs(LONGBENCH_TTT_CELLS),
     log:
         f"{R}/logs/ttt_longbench/{{arch}}/{{model}}_{{ttt}}.log",
     benchmark:
         f"{R}/benchmarks/ttt_longbench/{{arch}}/{{model}}_{{ttt}}.tsv"
     wildcard_constraints:
-        model=r"mid-[a-z0-9_]+-s\d+",
-        ttt="sft|refine|refine_cosine",
+        model=X.name_pattern("mid"),
+        ttt=TTT_TRAINED,
     conda:
         "../envs/refine.yaml"
     threads: config["threads"]
     resources:
         gpu=0,
     params:
-        experiment=config["experiment"],
+        family="longbench",
         cfg=cfg_json("ttt", generation=config["evaluation"]),
-        cells=cells(LONGBENCH_TASKS, [LENGTHS[-1]]),
+        cells=cell_args(LONGBENCH_TTT_CELLS),
         launcher=launcher,
     shell:
-        "{params.launcher} train --stage ttt --method {wildcards.ttt} --family longbench --cfg '{params.cfg}' --base {input.model} --experiment {params.experiment} --arch {wildcards.arch} --model-name {wildcards.model} --task {params.cells[task]} --length {params.cells[length]} --length-label {params.cells[label]} --data {input.data} --out {output} > {log} 2>&1"
+        "{params.launcher} train --stage ttt --method {wildcards.ttt} --family {params.family} --cfg {params.cfg:q} --base {input.model:q} {params.cells} > {log:q} 2>&1"
+
+
+use rule ttt_longbench as ttt_qa with:
+    input:
+        model=model_dir("{arch}", NESTED),
+        data=cell_inputs(NESTED_TTT_CELLS),
+    output:
+        cell_outputs(NESTED_TTT_CELLS),
+    log:
+        f"{R}/logs/ttt_qa/{{arch}}/{NESTED}_{{ttt}}.log",
+    benchmark:
+        f"{R}/benchmarks/ttt_qa/{{arch}}/{NESTED}_{{ttt}}.tsv"
+    params:
+        family="qa",
+        cfg=cfg_json("ttt", generation=config["evaluation"]),
+        cells=cell_args(NESTED_TTT_CELLS, model=NESTED),
+        launcher=launcher,
 
 
 rule evaluate:

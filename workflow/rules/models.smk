@@ -7,8 +7,8 @@ if config["base"]["source"] == "pretrain":
             tokenizer=f"{R}/tokenizer",
             corpus=f"{R}/corpus/train.parquet",
         output:
-            model=directory(f"{R}/models/{{arch}}/base"),
-            metrics=f"{R}/train/{{arch}}/base/metrics.jsonl",
+            model=directory(model_dir("{arch}", X.BASE)),
+            metrics=X.metrics_path(R, "{arch}", X.BASE),
         log:
             f"{R}/logs/base_model/{{arch}}.log",
         benchmark:
@@ -23,15 +23,16 @@ if config["base"]["source"] == "pretrain":
                 "pretrain", model=config["base"]["tiny"].get(w.arch, {})
             ),
             launcher=launcher,
-            state=f"{R}/state/{{arch}}/base",
+            name=X.BASE,
+            state=X.state_dir(R, "{arch}", X.BASE),
         shell:
-            "{params.launcher} train --stage pretrain --arch {wildcards.arch} --cfg '{params.cfg}' --tokenizer {input.tokenizer} --data {input.corpus} --out {output.model} --metrics {output.metrics} --state {params.state} > {log} 2>&1"
+            "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
 
 else:
 
     rule base_model:
         output:
-            directory(f"{R}/models/{{arch}}/base"),
+            directory(model_dir("{arch}", X.BASE)),
         log:
             f"{R}/logs/base_model/{{arch}}.log",
         conda:
@@ -39,7 +40,7 @@ else:
         params:
             repo=lambda w: config["base"]["hub"][w.arch],
         shell:
-            "refine data checkpoint --repo {params.repo} --out {output} > {log} 2>&1"
+            "refine data checkpoint --repo {params.repo:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule models:

@@ -1,18 +1,21 @@
 # Mid-training (SFT vs REFINE and its ablations) and nested post-training per QA task x length.
 
+MID = X.mid_name("{method}", "{seed}")
+POST_TRAINED = X.post_name("{task}", "{length}", "{method}", "{seed}")
+
 
 rule train_mid:
     input:
-        base=f"{R}/models/{{arch}}/base",
+        base=model_dir("{arch}", X.BASE),
         train=f"{R}/corpus/train.parquet",
         val=f"{R}/corpus/val.parquet",
     output:
-        model=directory(f"{R}/models/{{arch}}/mid-{{method}}-s{{seed}}"),
-        metrics=f"{R}/train/{{arch}}/mid-{{method}}-s{{seed}}/metrics.jsonl",
+        model=directory(model_dir("{arch}", MID)),
+        metrics=X.metrics_path(R, "{arch}", MID),
     log:
-        f"{R}/logs/train_mid/{{arch}}/mid-{{method}}-s{{seed}}.log",
+        f"{R}/logs/train_mid/{{arch}}/{MID}.log",
     benchmark:
-        f"{R}/benchmarks/train_mid/{{arch}}/mid-{{method}}-s{{seed}}.tsv"
+        f"{R}/benchmarks/train_mid/{{arch}}/{MID}.tsv"
     conda:
         "../envs/refine.yaml"
     threads: config["threads"]
@@ -21,24 +24,23 @@ rule train_mid:
     params:
         cfg=cfg_json("mid"),
         launcher=launcher,
-        state=f"{R}/state/{{arch}}/mid-{{method}}-s{{seed}}",
+        name=MID,
+        state=X.state_dir(R, "{arch}", MID),
     shell:
-        "{params.launcher} train --stage mid --method {wildcards.method} --seed {wildcards.seed} --cfg '{params.cfg}' --base {input.base} --data {input.train} --val-data {input.val} --out {output.model} --metrics {output.metrics} --state {params.state} > {log} 2>&1"
+        "{params.launcher} train --stage mid --arch {wildcards.arch} --model-name {params.name} --cfg {params.cfg:q} --base {input.base:q} --data {input.train:q} --val-data {input.val:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
 
 
 rule train_post:
     input:
-        base=f"{R}/models/{{arch}}/mid-refine-s{{seed}}",
+        base=model_dir("{arch}", X.mid_name("refine", "{seed}")),
         train=f"{R}/data/{{arch}}/qa/{{task}}_{{length}}_train.parquet",
     output:
-        model=directory(
-            f"{R}/models/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}"
-        ),
-        metrics=f"{R}/train/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}/metrics.jsonl",
+        model=directory(model_dir("{arch}", POST_TRAINED)),
+        metrics=X.metrics_path(R, "{arch}", POST_TRAINED),
     log:
-        f"{R}/logs/train_post/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}.log",
+        f"{R}/logs/train_post/{{arch}}/{POST_TRAINED}.log",
     benchmark:
-        f"{R}/benchmarks/train_post/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}.tsv"
+        f"{R}/benchmarks/train_post/{{arch}}/{POST_TRAINED}.tsv"
     conda:
         "../envs/refine.yaml"
     threads: config["threads"]
@@ -47,6 +49,7 @@ rule train_post:
     params:
         cfg=cfg_json("post"),
         launcher=launcher,
-        state=f"{R}/state/{{arch}}/post-{{task}}-{{length}}-{{method}}-s{{seed}}",
+        name=POST_TRAINED,
+        state=X.state_dir(R, "{arch}", POST_TRAINED),
     shell:
-        "{params.launcher} train --stage post --method {wildcards.method} --seed {wildcards.seed} --length {wildcards.length} --cfg '{params.cfg}' --base {input.base} --data {input.train} --out {output.model} --metrics {output.metrics} --state {params.state} > {log} 2>&1"
+        "{params.launcher} train --stage post --arch {wildcards.arch} --model-name {params.name} --length {wildcards.length} --cfg {params.cfg:q} --base {input.base:q} --data {input.train:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"

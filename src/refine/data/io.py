@@ -1,4 +1,4 @@
-"""Table I/O shared by the data modules: checked reads, atomic writes."""
+"""Table I/O, the one reader and writer of parquet/jsonl tables: checked reads, atomic writes."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def read_table(path: str | Path, columns: Iterable[str] = ()) -> pd.DataFrame:
     if missing:
         raise KeyError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     return frame
+
+
+def read_column(path: str | Path, column: str) -> list:
+    """One column of a table (`read_table`), in file order."""
+    return read_table(path, [column])[column].tolist()
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a table (`read_table`) as dicts; array cells become lists."""
+    return [_plain(row) for row in read_table(path).to_dict("records")]
 
 
 def _plain(value):

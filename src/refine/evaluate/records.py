@@ -5,59 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from refine.atomic import atomic_path
+from refine.experiment import FAMILIES, TTT_MODES
 
 SCHEMA = 1
 REQUIRED = ("experiment", "arch", "model", "stage", "method", "seed", "family", "task", "length", "length_label",
             "ttt", "metric", "score", "n", "examples")  # fmt: skip
-FAMILIES = ("niah", "qa", "longbench")
-TTT_MODES = ("none", "sft", "refine", "refine_cosine")  # refine_cosine: Table E.2
-
-_MODEL_NAME = re.compile(
-    r"^(?:(?P<base>base)|mid-(?P<mid>[a-z0-9_]+)-s(?P<ms>\d+)"
-    r"|post-.+-(?P<post>sft|nested_sft|nested_refine)-s(?P<ps>\d+))$"
-)
 
 
 def config_hash(config: Any) -> str:
     """sha1 of the canonical JSON (sorted keys) of a configuration."""
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def record_path(
-    results: str | Path,
-    *,
-    experiment: str,
-    arch: str,
-    model: str,
-    family: str,
-    task: str,
-    length: int,
-    ttt: str,
-) -> Path:
-    """`{results}/{experiment}/evals/{arch}/{model}/{family}/{task}_{length}_ttt-{ttt}.json` (docs/design.md)."""
-    return Path(results) / experiment / "evals" / arch / model / family / f"{task}_{length}_ttt-{ttt}.json"
-
-
-def parse_model_name(name: str) -> tuple[str, str, int | None]:
-    """(stage, method, seed) of a design.md model name: `base`, `mid-{method}-s{seed}`,
-    `post-{task}-{length}-{method}-s{seed}`; `base` gives ("base", "none", None)."""
-    m = _MODEL_NAME.match(name)
-    if m is None:
-        raise ValueError(
-            f"model name {name!r} is not base, mid-{{method}}-s{{seed}} or "
-            "post-{task}-{length}-{method}-s{seed}"
-        )
-    if m["base"]:
-        return "base", "none", None
-    if m["mid"]:
-        return "mid", m["mid"], int(m["ms"])
-    return "post", m["post"], int(m["ps"])
 
 
 def write_record(path: str | Path, *, config: Any = None, **fields: Any) -> dict[str, Any]:
@@ -92,7 +54,10 @@ def read_records(root: str | Path, examples: bool = False):
 
     rows = []
     for path in sorted(Path(root).rglob("*.json")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a valid JSON record ({err})") from err
         if not isinstance(record, dict) or "schema" not in record:
             continue
         if not examples:

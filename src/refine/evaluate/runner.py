@@ -4,19 +4,11 @@ scoring part of a record (family, task, metric, score x100, n, examples; docs/de
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
-from refine.data.io import read_table
 from refine.evaluate.generation import Batch, GenerationConfig, generate_responses
 from refine.evaluate.metrics import longbench_metric_name, longbench_score, qa_score
 
 Hook = Callable[[Batch], None]
-
-
-def load_rows(path: str | Path) -> list[dict]:
-    """Rows of a parquet or jsonl file (`refine.data.io.read_table`) as dicts; array cells become lists."""
-    frame = read_table(path)
-    return [{k: v.tolist() if hasattr(v, "tolist") else v for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def evaluate_qa(

@@ -129,6 +129,10 @@ class PostConfig(StageConfig):
     max_length: int = 16352  # prompt length L - 32
     max_answer_length: int = 32
 
+    def for_length(self, length: int) -> PostConfig:
+        """Sized for a cell of `length` tokens: prompts get `length` minus the answer (spec 5.2: L - 32)."""
+        return dataclasses.replace(self, max_length=length - self.max_answer_length)
+
 
 @dataclass(frozen=True)
 class TTTConfig(RunConfig):
@@ -143,6 +147,12 @@ class TTTConfig(RunConfig):
     matched_steps: bool = False
     reset: str = "cumulative"  # cumulative (official, spec 10.3) | per_batch (restore weights + AdamW)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_prompt_length=16352))
+
+    def for_length(self, length: int) -> TTTConfig:
+        """Sized for a cell of `length` tokens: the evaluation's prompt budget (spec 5.3: L - 32)."""
+        from refine.evaluate.cells import prompt_budget
+
+        return dataclasses.replace(self, generation=prompt_budget(self.generation, length))
 
 
 STAGE_CONFIGS = {"pretrain": PretrainConfig, "mid": MidConfig, "post": PostConfig, "ttt": TTTConfig}

@@ -9,12 +9,7 @@ from pathlib import Path
 import torch
 
 from refine.data.batching import pad, tokenize, truncate
-from refine.data.io import read_table
-
-
-def read_column(path: Path | str, column: str) -> list:
-    """One column of a parquet/jsonl file, in file order."""
-    return read_table(path, [column])[column].tolist()
+from refine.data.io import read_column
 
 
 def encode_texts(path: Path | str, tokenizer, max_length: int | None) -> list[list[int]]:

@@ -8,26 +8,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
-import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-
+from refine.checkpoint import load_pretrained, stamp_run
 from refine.data.batching import encode_prompt_answer, encode_prompts
+from refine.data.io import read_column, read_rows
 from refine.data.tokenizer import load_tokenizer
 from refine.evaluate.generation import Batch
-from refine.rl.config import REWARDS, SAMPLINGS, RefineConfig
+from refine.experiment import POST_METHODS, refine_fields, resolve_method
+from refine.rl.config import RefineConfig
 from refine.rl.step import refine_update
 from refine.train.config import MidConfig, PostConfig, PretrainConfig, RunConfig, TTTConfig
-from refine.train.data import encode_texts, pack, read_column, text_batch
+from refine.train.data import encode_texts, pack, text_batch
 from refine.train.distributed import Dist, init_distributed
 from refine.train.state import save_checkpoint
 from refine.train.trainer import BatchPlan, Trainer
 from refine.train.updates import TextUpdate, nested_update, ntp_validation, per_rank, sft_update
-
-POST_METHODS = ("sft", "nested_sft", "nested_refine")
 
 
 def seed_everything(seed: int) -> None:
@@ -37,41 +36,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_pretrained(path: Path | str):
-    """(model in fp32, tokenizer) of an HF checkpoint directory written by a previous stage."""
-    from transformers import AutoModelForCausalLM
-
-    import refine.models  # noqa: F401  (registers our model types)
-
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), load_tokenizer(path)
+def run_fields(identity: dict | None, refine: RefineConfig | None) -> dict:
+    """A run's identity (`arch` and `refine.experiment.Model.fields`) with its resolved REFINE settings."""
+    return {**(identity or {}), **refine_fields(refine)}
 
 
-def resolve_method(method: str, refine: RefineConfig) -> tuple[str, RefineConfig]:
-    """`sft`, `refine` or an ablation `refine_<variant>[_<variant>...]` (spec 8.4) -> (method, REFINE config).
-
-    A variant is a reward (cosine | binary | hybrid), a position sampling (entropy | uniform | argmax |
-    argmin) or `k<N>` / `c<N>` / `n<N>`; it overrides that field of the stage's REFINE config.
-    """
-    base, _, variants = method.partition("_")
-    if method == "sft" or (base == "refine" and not variants):
-        return method, refine
-    if base != "refine":
-        raise ValueError(f"--method must be sft, refine or refine_<variant>, got {method!r}")
-    updates = {}
-    for part in variants.split("_"):
-        if part in REWARDS:
-            updates["reward"] = part
-        elif part in SAMPLINGS:
-            updates["sampling"] = part
-        elif re.fullmatch(r"[kcn]\d+", part):
-            updates[part[0]] = int(part[1:])
-        else:
-            raise ValueError(f"--method {method!r}: unknown variant {part!r} (a reward, a sampling, k<N>, c<N>, n<N>)")
-    return "refine", dataclasses.replace(refine, **updates)
-
-
-def _trainer(model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None) -> Trainer:
-    return Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
+def _trainer(model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None):
+    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row."""
+    if run is not None:
+        stamp_run(model, run)
+    t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
+    t.metrics.fields = dict(run or {})
+    return t
 
 
 def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
@@ -80,11 +56,23 @@ def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
     trainer.dist.barrier()
 
 
-def pretrain(cfg: PretrainConfig, *, arch: str, tokenizer, data, out=None, metrics=None, state=None, seed=0, dist=None):
-    """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models)."""
-    from transformers import AutoModelForCausalLM
-
+def pretrain(
+    cfg: PretrainConfig,
+    *,
+    arch: str,
+    tokenizer,
+    data,
+    out=None,
+    metrics=None,
+    state=None,
+    seed=0,
+    dist=None,
+    identity=None,
+):
+    """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models). `identity`
+    (each stage): the run's `arch` and `refine.experiment.Model.fields`, for the checkpoint and metrics."""
     from refine.models.tiny import tiny_config
+    from transformers import AutoModelForCausalLM
 
     dist = dist or init_distributed()
     tok = load_tokenizer(tokenizer)
@@ -102,6 +90,7 @@ def pretrain(cfg: PretrainConfig, *, arch: str, tokenizer, data, out=None, metri
         f"pretrain {arch}",
         metrics,
         state,
+        run_fields(identity, None),
     )
     t.fit(
         plan,
@@ -125,6 +114,7 @@ def mid(
     state=None,
     seed=0,
     dist=None,
+    identity=None,
 ):
     """Mid-training on long documents (spec 5.1): NTP-only SFT or REFINE (or an ablation), validated on
     held-out documents every `val_every` steps."""
@@ -135,7 +125,8 @@ def mid(
     seed_everything(seed)
     docs = encode_texts(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(docs), cfg, seed)
-    t = _trainer(model, cfg, dist, seed, plan.steps, f"mid {method}", metrics, state)
+    run = run_fields(identity, refine if method == "refine" else None)
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"mid {method}", metrics, state, run)
     validate = None
     if val_data:
         val_docs = encode_texts(val_data, tok, cfg.max_length)[: cfg.val_max_docs or None]
@@ -186,7 +177,9 @@ def _mid_validation(t: Trainer, docs: list[list[int]], cfg: MidConfig, refine: R
     return validate
 
 
-def post(cfg: PostConfig, *, method: str, base, data, out=None, metrics=None, state=None, seed=0, dist=None):
+def post(
+    cfg: PostConfig, *, method: str, base, data, out=None, metrics=None, state=None, seed=0, dist=None, identity=None
+):
     """Post-training on one task x length (spec 5.2) from the REFINE mid-trained model: `sft` (answer-only
     SFT), `nested_sft` or `nested_refine` (inner update on the prompt, then the answer step)."""
     if method not in POST_METHODS:
@@ -208,7 +201,8 @@ def post(cfg: PostConfig, *, method: str, base, data, out=None, metrics=None, st
         }
 
     plan = BatchPlan.for_stage(len(prompts), cfg, seed)
-    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state)
+    run = run_fields(identity, cfg.refine if method == "nested_refine" else None)
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state, run)
     t.fit(plan, make_batch, lambda batch: nested_update(t, batch, inner), save_every=cfg.save_every)
     _finish(t, tok, out)
     return t
@@ -248,13 +242,15 @@ class TestTimeTraining:
         t.log_row("train", t.reduce(out))
 
 
-def ttt(cfg: TTTConfig, *, method: str, base, data, family: str, metrics=None, seed=0, dist=None) -> dict:
+def ttt(
+    cfg: TTTConfig, *, method: str, base, data, family: str, metrics=None, seed=0, dist=None, identity=None
+) -> dict:
     """Test-time training over one evaluation file (spec 5.3); returns the runner's scoring result.
 
     The file is read in order, in batches of `generation.batch_size` with drop_last; each batch is adapted
     on (`TestTimeTraining`) and then answered greedily by `refine.evaluate.runner`.
     """
-    from refine.evaluate.runner import evaluate_longbench, evaluate_qa, load_rows
+    from refine.evaluate.runner import evaluate_longbench, evaluate_qa
 
     if family not in ("qa", "longbench"):
         raise ValueError(f"--family must be qa or longbench for test-time training, got {family!r}")
@@ -263,8 +259,9 @@ def ttt(cfg: TTTConfig, *, method: str, base, data, family: str, metrics=None, s
     update = TextUpdate(method, per_rank(refine, dist.world), cfg.matched_steps)
     model, tok = load_pretrained(base)
     seed_everything(seed)
-    rows = load_rows(data)
-    t = _trainer(model, cfg, dist, seed, len(rows) // cfg.generation.batch_size, f"ttt {method}", metrics)
+    rows = read_rows(data)
+    run = {**(identity or {}), **refine_fields(refine if method == "refine" else None, prefix="ttt_refine_")}
+    t = _trainer(model, cfg, dist, seed, len(rows) // cfg.generation.batch_size, f"ttt {method}", metrics, run=run)
     t.metrics.truncate_after(0)
     evaluate = evaluate_qa if family == "qa" else evaluate_longbench
     hook = TestTimeTraining(t, update, cfg.reset)
