@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from refine.atomic import atomic_path
 
@@ -109,6 +110,7 @@ def validation_curves(metrics: pd.DataFrame, column: str, ylabel: str, title: st
         else:
             _empty(ax, "validation metrics")
         ax.set(title=ARCH_NAMES.get(arch, arch), xlabel="mid-training step", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     return fig
 
@@ -118,34 +120,38 @@ def _variant_label(method: str) -> str:
 
 
 def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
-    """Fig. E.3: mean and std of the rollout reward per step for every REFINE mid-training variant."""
+    """Fig. E.3: mean and std of the rollout reward per step for every REFINE mid-training variant (one colour,
+    marker and line style per variant across panels; one legend below)."""
     archs = _archs(metrics)
     fig, axes = plt.subplots(
         2, len(archs), figsize=(4.2 * len(archs), 5.6), squeeze=False, sharex="col", layout="constrained"
     )
+    train = metrics[(metrics["stage"] == "mid") & (metrics["split"] == "train")] if len(metrics) else metrics
+    methods = sorted(m for m in train["method"].unique() if m.startswith("refine")) if len(train) else []
     for j, arch in enumerate(archs):
-        train = _mid(metrics, arch, "train")
-        methods = sorted(m for m in train["method"].unique() if m.startswith("refine")) if len(train) else []
+        runs = _mid(metrics, arch, "train")
         for i, stat in enumerate(("mean", "std")):
             ax, column = axes[i, j], f"reward_{reward}_{stat}"
             drawn = [
                 _band(
                     ax,
-                    train[train["method"] == m],
+                    runs[runs["method"] == m],
                     column,
                     1.0,
                     CYCLE[k % len(CYCLE)],
                     _variant_label(m),
                     STYLES[k % len(STYLES)],
-                )
+                )  # fmt: skip
                 for k, m in enumerate(methods)
             ]
-            if any(drawn):
-                ax.legend(fontsize=7)
-            else:
+            if not any(drawn):
                 _empty(ax, f"{column} records")
             ax.set(ylabel=f"reward {stat} ({reward}, unitless)", title=ARCH_NAMES.get(arch, arch) if i == 0 else "")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[1, j].set_xlabel("mid-training step")
+    legend = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncol=min(3, len(legend)), fontsize=8)
     fig.suptitle(f"Fig. E.3: {reward} reward of REFINE rollouts during mid-training")
     return fig
 
