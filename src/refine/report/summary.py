@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 from functools import cache
 from pathlib import Path
 
@@ -14,7 +15,6 @@ import pandas as pd
 import yaml
 
 from . import render
-from .claims import to_markdown as claims_markdown
 from .figures import captions
 from .provenance import Provenance
 from .records import ARCH_NAMES
@@ -133,7 +133,7 @@ def to_markdown(
     """Markdown twin (``templates/report.md.j2``): summary, claims, tables beside the paper, figure links."""
     text = captions()
     shown = [
-        {"name": p.stem, "caption": text.get(p.stem, ""), "path": p.relative_to(base).as_posix()}
+        {"name": p.stem, "caption": text.get(p.stem, ""), "path": Path(os.path.relpath(p, base)).as_posix()}
         for p in figures
         if p.suffix == ".png"
     ]
@@ -142,8 +142,7 @@ def to_markdown(
         .get_template("report.md.j2")
         .render(
             figures=shown,
-            claims_md=claims_markdown(claims),
-            tables_md=[render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()],
+                tables_md=[render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()],
             **_context(tables, claims, deltas, run),
         )
     )
