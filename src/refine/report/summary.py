@@ -142,7 +142,7 @@ def to_markdown(
         .get_template("report.md.j2")
         .render(
             figures=shown,
-                tables_md=[render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()],
+            tables_md=[render.to_markdown(t, companion=True, deltas=deltas) for t in tables.values()],
             **_context(tables, claims, deltas, run),
         )
     )
