@@ -6,6 +6,7 @@ localrules:
     figures,
     claims,
     report,
+    report_screenshot,
     ablation_report,
     ablations,
 
@@ -114,6 +115,19 @@ rule report:
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "refine report build {params.args} --config-json {params.cfg:q} --out {params.out} > {log} 2>&1"
+
+
+rule report_screenshot:  # not in `all`: needs chromium + chromedriver (README "What you get")
+    input:
+        f"{R}/report/report.html",
+    output:
+        f"{R}/report/report.png",
+    log:
+        f"{R}/logs/report_screenshot.log",
+    conda:
+        "../envs/refine.yaml"
+    shell:
+        "refine report screenshot {input:q} --out {output:q} > {log} 2>&1"
 
 
 rule ablation_report:
