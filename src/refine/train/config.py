@@ -55,19 +55,14 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Fields every stage shares: optimizer, per-rank micro-batch (spec 4.9: 2), threads and precision.
-
-    The run fails when more than `max_skipped_fraction` of the last `skip_window` optimizer steps were
-    skipped for non-finite gradients (refine.train.divergence).
-    """
+    """Fields every stage shares: optimizer, per-rank micro-batch (spec 4.9: 2), threads and precision."""
 
     optim: OptimConfig = field(default_factory=OptimConfig)
     micro_batch_size: int = 2
     threads: int = 0  # torch.set_num_threads; 0 = $REFINE_THREADS or torch's default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     gradient_checkpointing: bool = False
-    max_skipped_fraction: float = 0.25
-    skip_window: int = 20
+    strategy: str = "ddp"  # ddp (whole model per rank) | fsdp (FSDP2 shards; refine.train.distributed)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None):
@@ -80,8 +75,7 @@ class StageConfig(RunConfig):
     """A training run over a dataset.
 
     `batch_size` counts sequences per training step, globally (split across ranks). `steps` = 0 means
-    `epochs` full passes (drop_last). `save_every` = 0 saves the resumable state only at the end; the
-    state is deleted once the outputs are written unless `keep_state`.
+    `epochs` full passes (drop_last). `save_every` = 0 saves the resumable state only at the end.
     Sequences are right-truncated and left-padded to exactly `max_length` (spec 3.1).
     """
 
@@ -90,7 +84,6 @@ class StageConfig(RunConfig):
     steps: int = 0
     epochs: int = 1
     save_every: int = 0
-    keep_state: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
-"""torchrun support: one code path for 1..N processes (data parallel, gradients averaged like DDP).
+"""torchrun support: one code path for 1..N processes, two strategies (`RunConfig.strategy`).
 
-Each rank takes a contiguous shard of the global batch (verl's DP_COMPUTE_PROTO, spec 4.9) and the
-gradients are averaged over ranks before clipping, which is what DDP computes. Averaging explicitly,
-instead of wrapping the model in DistributedDataParallel, keeps `model.generate` and the REFINE rollout
-forwards (several forwards per backward) working unchanged.
+Each rank takes a contiguous shard of the global batch (verl's DP_COMPUTE_PROTO, spec 4.9).
+- `ddp`: every rank holds the whole model and the gradients are averaged over ranks before clipping, which
+  is what DDP computes. Averaging explicitly, instead of wrapping the model in DistributedDataParallel,
+  keeps `model.generate` and the REFINE rollout forwards (several forwards per backward) working unchanged.
+- `fsdp`: torch's FSDP2 (`fully_shard`) per block and at the root; weights, gradients and AdamW moments are
+  sharded over ranks, each module all-gathers its weights when it runs and reduce-scatters (averages) its
+  gradients in backward. Every rank must then run the same sequence of forwards (see `refine.rl.rollout.segment_ends`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as tdist
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass
@@ -59,6 +65,38 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             tdist.barrier()
+
+
+def shard_model(model: torch.nn.Module, dist: Dist, bf16: bool) -> torch.nn.Module:
+    """FSDP2 over all ranks: `fully_shard` each block (the model's `_no_split_modules` classes), then the root.
+
+    bf16: weights all-gathered in bf16 for compute, fp32 sharded master weights, gradients reduced in fp32;
+    else fp32 throughout. Weights stay gathered from a module's first forward until `reshard` (called after
+    every optimizer step), so the scan, rollout and decode forwards of a step gather each block once.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh(dist.device.type, (dist.world,))
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if not blocks:
+        raise ValueError(f"{type(model).__name__}: no `_no_split_modules` blocks to shard")
+    for module in [*blocks, model]:
+        fully_shard(module, mesh=mesh, mp_policy=policy, reshard_after_forward=False)
+    model.set_reshard_after_backward(False)
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+def reshard(model: torch.nn.Module) -> None:
+    """Free the gathered weights of every FSDP module (the next forward gathers the current shards)."""
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def init_distributed() -> Dist:

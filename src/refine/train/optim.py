@@ -6,9 +6,10 @@ import math
 from contextlib import nullcontext
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from refine.train.config import OptimConfig
-from refine.train.distributed import Dist
+from refine.train.distributed import Dist, is_sharded, reshard
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -36,6 +37,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
 class OptimizerStep:
     """`step(loss)`: backward, average gradients over ranks, clip the norm, AdamW step, zero the grads.
 
+    With a sharded (FSDP2) model, backward has already averaged the gradient shards over ranks, and the
+    norm is that of the whole gradient (the shards' norms combined), so clipping matches `ddp`'s.
+
     A non-finite gradient norm (e.g. from a NaN loss) skips the update, so nothing non-finite reaches the
     weights or the AdamW moments; `skipped` counts such steps and `taken` the applied ones. `backward` and
     `apply` are the two halves, for gradient accumulation over micro-batches.
@@ -55,9 +59,14 @@ class OptimizerStep:
 
     def apply(self) -> dict[str, float]:
         """Reduce, clip and apply the accumulated gradients; returns the pre-clip grad norm."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.dist.average_gradients(params)
+        if is_sharded(self.model):
+            reshard(self.model)  # drop the gathered weights: the step changes the shards, the next forward regathers
+        else:
+            self.dist.average_gradients([p for p in self.model.parameters() if p.requires_grad])
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        if isinstance(norm, DTensor):
+            norm = norm.full_tensor()
         finite = bool(torch.isfinite(norm))
         if finite:
             self.optimizer.step()

@@ -24,7 +24,7 @@ from refine.rl.step import refine_update
 from refine.train.config import MidConfig, PostConfig, PretrainConfig, RunConfig, TTTConfig
 from refine.train.data import encode_texts, pack, text_batch
 from refine.train.distributed import Dist, init_distributed
-from refine.train.state import save_checkpoint
+from refine.train.state import full_weights, save_checkpoint
 from refine.train.trainer import BatchPlan, Trainer
 from refine.train.updates import TextUpdate, nested_update, ntp_validation, per_rank, sft_update
 
@@ -41,24 +41,20 @@ def run_fields(identity: dict | None, refine: RefineConfig | None) -> dict:
     return {**(identity or {}), **refine_fields(refine)}
 
 
-def _trainer(
-    model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None, inputs=None
-):
-    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row;
-    `inputs` (the files the weights depend on) enter the resume fingerprint."""
+def _trainer(model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None):
+    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row."""
     if run is not None:
         stamp_run(model, run)
-    t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc, inputs=inputs)
+    t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
     t.metrics.fields = dict(run or {})
     return t
 
 
 def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
+    weights = full_weights(trainer.model) if out else None  # every rank: gathers a sharded model's weights
     if out and trainer.dist.main:
-        save_checkpoint(trainer.model, tokenizer, out)
+        save_checkpoint(trainer.model, tokenizer, out, weights)
     trainer.dist.barrier()
-    if not trainer.cfg.keep_state:  # the outputs are written: nothing left to resume
-        trainer.state.remove()
 
 
 def pretrain(
@@ -96,7 +92,6 @@ def pretrain(
         metrics,
         state,
         run_fields(identity, None),
-        {"tokenizer": tokenizer, "data": data},
     )
     t.fit(
         plan,
@@ -132,9 +127,7 @@ def mid(
     docs = encode_texts(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(docs), cfg, seed)
     run = run_fields(identity, refine if method == "refine" else None)
-    inputs = {"base": base, "data": data, "val_data": val_data}
-    resolved = dataclasses.replace(cfg, refine=refine)  # an ablation's REFINE settings enter the fingerprint
-    t = _trainer(model, resolved, dist, seed, plan.steps, f"mid {method}", metrics, state, run, inputs)
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"mid {method}", metrics, state, run)
     validate = None
     if val_data:
         val_docs = encode_texts(val_data, tok, cfg.max_length)[: cfg.val_max_docs or None]
@@ -210,8 +203,7 @@ def post(
 
     plan = BatchPlan.for_stage(len(prompts), cfg, seed)
     run = run_fields(identity, cfg.refine if method == "nested_refine" else None)
-    inputs = {"base": base, "data": data}
-    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state, run, inputs)
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state, run)
     t.fit(plan, make_batch, lambda batch: nested_update(t, batch, inner), save_every=cfg.save_every)
     _finish(t, tok, out)
     return t
@@ -245,11 +237,10 @@ class TestTimeTraining:
             "input_ids": batch.input_ids[rows.start : rows.stop],
             "attention_mask": batch.attention_mask[rows.start : rows.stop],
         }
-        taken, skipped = t.opt.taken, t.opt.skipped
         with t.autocast():
             out = self.update(t, part)
         t.step += 1
-        t.guard.record(t.step, t.opt.taken - taken, t.opt.skipped - skipped, t.log_row("train", t.reduce(out)))
+        t.log_row("train", t.reduce(out))
 
 
 def ttt(

@@ -3,7 +3,9 @@
 The state directory holds `step-{N}/` folders and a `latest` file naming the newest complete one. A
 folder is written under a temporary name and renamed, then `latest` is replaced, so a run killed at any
 moment leaves the previous state intact. Rank 0 writes the model and optimizer (identical on every
-rank); every rank writes its own RNG states, since ranks sample rollouts from different streams.
+rank) into `train.pt`, or, with a sharded (FSDP2) model, every rank writes its shards of both through
+torch.distributed.checkpoint into `shards/`; every rank writes its own RNG states, since ranks sample
+rollouts from different streams.
 """
 
 from __future__ import annotations
@@ -17,17 +19,37 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 
 from refine.atomic import atomic_path
-from refine.train.distributed import Dist
+from refine.train.distributed import Dist, is_sharded
 
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(model, tokenizer, out: Path | str) -> None:
-    """The stage output: `save_pretrained` of model (safetensors + config) and tokenizer, atomically."""
+def full_weights(model) -> dict[str, torch.Tensor] | None:
+    """The whole fp32 state dict of a sharded model, on CPU on rank 0 (empty elsewhere); None if unsharded.
+
+    A collective under FSDP: every rank calls it.
+    """
+    if not is_sharded(model):
+        return None
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_checkpoint(model, tokenizer, out: Path | str, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """The stage output: `save_pretrained` of model (safetensors + config) and tokenizer, atomically.
+
+    `weights`: the state dict to write instead of the model's own (`full_weights` of a sharded model).
+    """
     with atomic_path(out) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
 
 
@@ -55,21 +77,13 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
 class TrainState:
     """Save and restore (model, optimizer, scheduler, step, RNG) under `root`; a no-op when root is None.
 
-    A state records the `fingerprint` of the run that wrote it (config, inputs and code:
-    refine.train.fingerprint); a run with another fingerprint removes it and starts fresh, so a changed
-    config, base checkpoint, data or code never resumes stale weights.
+    A state records the `fingerprint` of the run that wrote it (its configuration); a run with another
+    fingerprint ignores it and starts fresh, so a changed config never resumes stale weights.
     """
 
     def __init__(self, root: Path | str | None, dist: Dist, fingerprint: str = ""):
         self.root = Path(root) if root else None
         self.dist, self.fingerprint = dist, fingerprint
-
-    def remove(self) -> None:
-        """Delete the state directory (rank 0, between barriers): stale, or no longer needed."""
-        self.dist.barrier()
-        if self.root is not None and self.dist.main:
-            shutil.rmtree(self.root, ignore_errors=True)
-        self.dist.barrier()
 
     def latest(self) -> Path | None:
         if self.root is None or not (self.root / "latest").is_file():
@@ -86,12 +100,16 @@ class TrainState:
             tmp.mkdir(parents=True)
         self.dist.barrier()
         torch.save(rng_state(generators), tmp / f"rng-{self.dist.rank}.pt")
+        sharded = is_sharded(model)
+        if sharded:
+            weights, moments = get_state_dict(model, optimizer)
+            dcp.save({"model": weights, "optimizer": moments}, checkpoint_id=tmp / "shards")
         if self.dist.main:
+            whole = {} if sharded else {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
             torch.save(
                 {
                     "step": step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
+                    **whole,
                     "scheduler": scheduler.state_dict(),
                     "world": self.dist.world,
                     "fingerprint": self.fingerprint,
@@ -119,16 +137,18 @@ class TrainState:
             return None
         train = torch.load(path / "train.pt", map_location="cpu", weights_only=False)
         if train["fingerprint"] != self.fingerprint:
-            log.warning(
-                "starting fresh: state %s was written by another run (config, inputs or code differ); removing it",
-                path,
-            )
-            self.remove()
+            log.warning("ignoring state %s: written by a run with another configuration", path)
             return None
         if train["world"] != self.dist.world:
             raise ValueError(f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}")
-        model.load_state_dict(train["model"])
-        optimizer.load_state_dict(train["optimizer"])
+        if is_sharded(model):
+            weights, moments = get_state_dict(model, optimizer)  # this run's shards, filled in place
+            shards = {"model": weights, "optimizer": moments}
+            dcp.load(shards, checkpoint_id=path / "shards")
+            set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optimizer"])
+        else:
+            model.load_state_dict(train["model"])
+            optimizer.load_state_dict(train["optimizer"])
         scheduler.load_state_dict(train["scheduler"])
         set_rng_state(torch.load(path / f"rng-{self.dist.rank}.pt", weights_only=False), generators)
         return train
