@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from refine.commands.cells import add_cell_args, cells, identity
+from refine.logs import logged
 
 
 def resolve_device(name: str) -> str:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = from_dict(GenerationConfig, load_cfg(args.cfg), where="--cfg")
     model, tokenizer = load_pretrained(args.model, device, args.dtype)
     evaluate = evaluate_qa if args.family == "qa" else evaluate_longbench
-    for cell in todo:  # each record is written as soon as its cell is done
+    for cell in logged(todo, f"evaluate {args.family} {args.model}"):  # each record written as its cell is done
         write(cell, evaluate(model, tokenizer, read_rows(cell.data), prompt_budget(cfg, cell.length),
                              source=str(cell.data)), cfg)  # fmt: skip
     return 0

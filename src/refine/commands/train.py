@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from refine.commands.cells import add_cell_args, cells, identity
+from refine.logs import logged
 
 STAGES = ("pretrain", "mid", "post", "ttt")
 NEEDS = {  # required options per stage (ttt: plus the record identity)
@@ -96,7 +97,7 @@ def _ttt(args: argparse.Namespace) -> int:
     model, model_run = parse_model(args.model_name), run_info(args.base)
     dist = init_distributed()
     try:
-        for cell in cells(args):
+        for cell in logged(cells(args), f"ttt {args.method} {args.base}", enabled=dist.main):
             cfg = stage_config(args, cell.length)
             kind, refine = resolve_method(args.method, cfg.refine)
             fields = record_fields(**identity(args), cell=cell, family=args.family, ttt=args.method,
