@@ -55,7 +55,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Fields every stage shares: optimizer, per-rank micro-batch (spec 4.9: 2), threads and precision."""
+    """Fields every stage shares: optimizer, per-rank micro-batch (spec 4.9: 2), threads and precision.
+
+    The run fails when more than `max_skipped_fraction` of the last `skip_window` optimizer steps were
+    skipped for non-finite gradients (refine.train.divergence).
+    """
 
     optim: OptimConfig = field(default_factory=OptimConfig)
     micro_batch_size: int = 2
@@ -63,6 +67,8 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     gradient_checkpointing: bool = False
     strategy: str = "ddp"  # ddp (whole model per rank) | fsdp (FSDP2 shards; refine.train.distributed)
+    max_skipped_fraction: float = 0.25
+    skip_window: int = 20
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None):
@@ -75,7 +81,8 @@ class StageConfig(RunConfig):
     """A training run over a dataset.
 
     `batch_size` counts sequences per training step, globally (split across ranks). `steps` = 0 means
-    `epochs` full passes (drop_last). `save_every` = 0 saves the resumable state only at the end.
+    `epochs` full passes (drop_last). `save_every` = 0 saves the resumable state only at the end; the
+    state is deleted once the outputs are written unless `keep_state`.
     Sequences are right-truncated and left-padded to exactly `max_length` (spec 3.1).
     """
 
@@ -84,6 +91,7 @@ class StageConfig(RunConfig):
     steps: int = 0
     epochs: int = 1
     save_every: int = 0
+    keep_state: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,14 @@ def run_fields(identity: dict | None, refine: RefineConfig | None) -> dict:
     return {**(identity or {}), **refine_fields(refine)}
 
 
-def _trainer(model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None):
-    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row."""
+def _trainer(
+    model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None, inputs=None
+):
+    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row;
+    `inputs` (the files the weights depend on) enter the resume fingerprint."""
     if run is not None:
         stamp_run(model, run)
-    t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc)
+    t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc, inputs=inputs)
     t.metrics.fields = dict(run or {})
     return t
 
@@ -55,6 +58,8 @@ def _finish(trainer: Trainer, tokenizer, out: Path | str | None) -> None:
     if out and trainer.dist.main:
         save_checkpoint(trainer.model, tokenizer, out, weights)
     trainer.dist.barrier()
+    if not trainer.cfg.keep_state:  # the outputs are written: nothing left to resume
+        trainer.state.remove()
 
 
 def pretrain(
@@ -92,6 +97,7 @@ def pretrain(
         metrics,
         state,
         run_fields(identity, None),
+        {"tokenizer": tokenizer, "data": data},
     )
     t.fit(
         plan,
@@ -127,7 +133,9 @@ def mid(
     docs = encode_texts(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(docs), cfg, seed)
     run = run_fields(identity, refine if method == "refine" else None)
-    t = _trainer(model, cfg, dist, seed, plan.steps, f"mid {method}", metrics, state, run)
+    inputs = {"base": base, "data": data, "val_data": val_data}
+    resolved = dataclasses.replace(cfg, refine=refine)  # an ablation's REFINE settings enter the fingerprint
+    t = _trainer(model, resolved, dist, seed, plan.steps, f"mid {method}", metrics, state, run, inputs)
     validate = None
     if val_data:
         val_docs = encode_texts(val_data, tok, cfg.max_length)[: cfg.val_max_docs or None]
@@ -203,7 +211,8 @@ def post(
 
     plan = BatchPlan.for_stage(len(prompts), cfg, seed)
     run = run_fields(identity, cfg.refine if method == "nested_refine" else None)
-    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state, run)
+    inputs = {"base": base, "data": data}
+    t = _trainer(model, cfg, dist, seed, plan.steps, f"post {method}", metrics, state, run, inputs)
     t.fit(plan, make_batch, lambda batch: nested_update(t, batch, inner), save_every=cfg.save_every)
     _finish(t, tok, out)
     return t
@@ -237,10 +246,11 @@ class TestTimeTraining:
             "input_ids": batch.input_ids[rows.start : rows.stop],
             "attention_mask": batch.attention_mask[rows.start : rows.stop],
         }
+        taken, skipped = t.opt.taken, t.opt.skipped
         with t.autocast():
             out = self.update(t, part)
         t.step += 1
-        t.log_row("train", t.reduce(out))
+        t.guard.record(t.step, t.opt.taken - taken, t.opt.skipped - skipped, t.log_row("train", t.reduce(out)))
 
 
 def ttt(

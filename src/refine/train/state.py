@@ -77,13 +77,21 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
 class TrainState:
     """Save and restore (model, optimizer, scheduler, step, RNG) under `root`; a no-op when root is None.
 
-    A state records the `fingerprint` of the run that wrote it (its configuration); a run with another
-    fingerprint ignores it and starts fresh, so a changed config never resumes stale weights.
+    A state records the `fingerprint` of the run that wrote it (config, inputs and code:
+    refine.train.fingerprint); a run with another fingerprint removes it and starts fresh, so a changed
+    config, base checkpoint, data or code never resumes stale weights.
     """
 
     def __init__(self, root: Path | str | None, dist: Dist, fingerprint: str = ""):
         self.root = Path(root) if root else None
         self.dist, self.fingerprint = dist, fingerprint
+
+    def remove(self) -> None:
+        """Delete the state directory (rank 0, between barriers): stale, or no longer needed."""
+        self.dist.barrier()
+        if self.root is not None and self.dist.main:
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.dist.barrier()
 
     def latest(self) -> Path | None:
         if self.root is None or not (self.root / "latest").is_file():
@@ -137,7 +145,11 @@ class TrainState:
             return None
         train = torch.load(path / "train.pt", map_location="cpu", weights_only=False)
         if train["fingerprint"] != self.fingerprint:
-            log.warning("ignoring state %s: written by a run with another configuration", path)
+            log.warning(
+                "starting fresh: state %s was written by another run (config, inputs or code differ); removing it",
+                path,
+            )
+            self.remove()
             return None
         if train["world"] != self.dist.world:
             raise ValueError(f"state {path} was saved with {train['world']} ranks, this run has {self.dist.world}")

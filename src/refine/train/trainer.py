@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +14,8 @@ import torch
 
 from refine.train.config import RunConfig, StageConfig
 from refine.train.distributed import STRATEGIES, Dist, shard_model
+from refine.train.divergence import DivergenceGuard, check_finite_weights
+from refine.train.fingerprint import fingerprint
 from refine.train.metrics import MetricsLog, postfix, progress
 from refine.train.optim import OptimizerStep, build_optimizer, build_scheduler
 from refine.train.state import TrainState
@@ -57,12 +56,6 @@ class BatchPlan:
         return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
 
 
-def fingerprint(cfg: RunConfig, desc: str, seed: int) -> str:
-    """sha1 of the run's configuration, stage/method description and seed (guards resumption)."""
-    text = json.dumps([dataclasses.asdict(cfg), desc, seed], sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 def set_threads(threads: int) -> None:
     """torch intra-op threads from the config, else $REFINE_THREADS, else torch's default."""
     n = threads or int(os.environ.get("REFINE_THREADS", "0"))
@@ -88,6 +81,7 @@ class Trainer:
         metrics: Path | str | None = None,
         state: Path | str | None = None,
         desc: str = "train",
+        inputs: Mapping[str, Path | str | None] | None = None,
     ):
         set_threads(cfg.threads)
         self.cfg, self.dist, self.seed, self.total_steps, self.desc = cfg, dist, seed, total_steps, desc
@@ -110,7 +104,8 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps)
         self.opt = OptimizerStep(model, self.optimizer, cfg.optim.grad_clip, dist)
         self.generator = torch.Generator(device=dist.device).manual_seed(seed * 1000 + dist.rank)
-        self.state = TrainState(state, dist, fingerprint(cfg, desc, seed))
+        self.state = TrainState(state, dist, fingerprint(cfg, desc, seed, inputs) if state else "")
+        self.guard = DivergenceGuard(cfg.max_skipped_fraction, cfg.skip_window, verbose=dist.main)
         self.metrics = MetricsLog(metrics, dist.main, state)
         self.step = 0
 
@@ -131,12 +126,15 @@ class Trainer:
         saved = self.state.load(self.model, self.optimizer, self.scheduler, {"rollout": self.generator})
         self.step = saved["step"] if saved else 0
         self.opt.taken, self.opt.skipped = (saved["opt_taken"], saved["opt_skipped"]) if saved else (0, 0)
+        self.guard.load_state_dict(saved.get("divergence") if saved else None)
         if saved:
             log.info("resumed from %s at step %d", self.state.latest(), self.step)
         self.metrics.truncate_after(self.step)
         return self.step
 
     def save_state(self) -> None:
+        """Save the resumable state; non-finite weights fail the run instead (DivergenceError)."""
+        check_finite_weights(self.model, self.dist)
         self.state.save(
             self.step,
             self.model,
@@ -145,6 +143,7 @@ class Trainer:
             {"rollout": self.generator},
             opt_taken=self.opt.taken,
             opt_skipped=self.opt.skipped,
+            divergence=self.guard.state_dict(),
         )
 
     def reduce(self, row: dict[str, float]) -> dict[str, float]:
@@ -187,7 +186,8 @@ class Trainer:
             batch = make_batch(self.dist.shard(plan.indices(self.step)))
             began = time.perf_counter()
             lr = self.scheduler.get_last_lr()[0]
-            with self.autocast():
+            taken, skipped = self.opt.taken, self.opt.skipped
+            with self.autocast(), self.guard.diagnose(self.step + 1):
                 out = update(batch)
             self.scheduler.step()
             self.step += 1
@@ -196,11 +196,15 @@ class Trainer:
             row["tokens_per_s"] = row["tokens"] / max(row["seconds"], 1e-9)
             row["lr"] = lr
             row["skipped_total"] = float(self.opt.skipped)  # grads are identical on every rank
+            # applied and skipped optimizer steps of this training step (the update's own counts are attempts)
+            row["optimizer_steps"], row["skipped_steps"] = self.opt.taken - taken, self.opt.skipped - skipped
             bar.set_postfix(postfix(self.log_row("train", row)))  # before update: a progress line shows this step
             bar.update(1)
+            self.guard.record(self.step, self.opt.taken - taken, self.opt.skipped - skipped, row)
             if validate and val_every and self.step % val_every == 0:
                 self._validate(validate)
             if (save_every and self.step % save_every == 0) or self.step == plan.steps:
                 self.save_state()
         bar.close()
+        self.guard.finish(self.step)
         self.metrics.publish()
