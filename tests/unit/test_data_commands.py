@@ -80,4 +80,6 @@ def test_bad_config_and_paths(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         run("niah", "--cfg", '{"lenghts": [512]}', "--tokenizer", tmp_path, "--out", tmp_path)
     with pytest.raises(FileNotFoundError, match="local_dir"):
+        run("longbench", "--cfg", '{"source": "local", "local_dir": "/nonexistent"}', "--out", tmp_path / "lb")
+    with pytest.raises(ValueError, match="this source needs --tokenizer"):  # auto -> hub, which counts tokens
         run("longbench", "--cfg", '{"local_dir": "/nonexistent"}', "--out", tmp_path / "lb")

@@ -79,19 +79,32 @@ def length_label(length):
     return config["length_labels"][LENGTHS.index(int(length))]
 
 
+def longbench_source():
+    """local, hub or none, as refine.data.longbench.LongBenchConfig.resolved_source: auto is local when
+    longbench.local_dir is a directory, else hub (rule longbench_download). Source local without it stops here.
+    """
+    source = config["longbench"]["source"]
+    local = bool(LONGBENCH_DIR) and os.path.isdir(LONGBENCH_DIR)
+    if source == "local" and not local:
+        raise WorkflowError(
+            f"longbench.source is local but longbench.local_dir={LONGBENCH_DIR!r} is not a directory: point it "
+            "at ReFINE's data/longbench, or set longbench.source to auto (download from the hub) or none"
+        )
+    if source == "auto":
+        return "local" if local else "hub"
+    return source
+
+
+LONGBENCH_SOURCE = longbench_source()
+
+
 def longbench_available():
-    """LongBench runs when its local directory exists (or the hub is configured); else it is left out."""
-    if config["longbench"]["source"] == "hub":
-        return True
-    if LONGBENCH_DIR and os.path.isdir(LONGBENCH_DIR):
-        return True
-    return False
+    return LONGBENCH_SOURCE != "none"
 
 
 if not longbench_available():
-    logger.warning(
-        f"LongBench left out: longbench.local_dir={LONGBENCH_DIR!r} is not a directory "
-        "(Table 5 and the LongBench ablations are NOT RUN; set longbench.local_dir to run them)"
+    logger.info(
+        "LongBench not configured (longbench.source: none): Table 5 and the LongBench ablations are left out"
     )
 
 

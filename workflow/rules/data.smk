@@ -80,7 +80,29 @@ rule qa_data:
         "refine data qa --cfg {params.cfg:q} --tokenizer {input:q} --out {params.out:q} > {log:q} 2>&1"
 
 
+LONGBENCH_ARCHIVE = f"{R}/data/longbench_hub/data.zip"
+
+
+rule longbench_download:
+    output:
+        LONGBENCH_ARCHIVE,
+    log:
+        f"{R}/logs/longbench_download.log",
+    conda:
+        "../envs/refine.yaml"
+    params:
+        cfg=cfg_json("longbench"),
+    shell:
+        "refine data longbench-download --cfg {params.cfg:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule longbench_data:
+    input:
+        hub=(
+            [LONGBENCH_ARCHIVE, tokenizer_dir(ARCHS[0])]
+            if LONGBENCH_SOURCE == "hub"
+            else []
+        ),
     output:
         expand(f"{R}/data/longbench/{{task}}.parquet", task=LONGBENCH_TASKS),
     log:
@@ -88,7 +110,24 @@ rule longbench_data:
     conda:
         "../envs/refine.yaml"
     params:
-        cfg=cfg_json("longbench"),
+        cfg=cfg_json("longbench", source=LONGBENCH_SOURCE),
+        hub=lambda w, input: (
+            shlex.join(["--archive", input.hub[0], "--tokenizer", input.hub[1]])
+            if input.hub
+            else ""
+        ),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine data longbench --cfg {params.cfg:q} --out {params.out:q} > {log:q} 2>&1"
+        "refine data longbench --cfg {params.cfg:q} {params.hub} --out {params.out:q} > {log:q} 2>&1"
+
+
+onstart:
+    # A run that needs the hub archive checks that it can be had before any job starts (no dry-run).
+    needed = [job.rule.name for job in workflow.dag.needrun_jobs()]
+    if "longbench_download" in needed:
+        import subprocess
+
+        check = ["refine", "data", "longbench-download", "--check"]
+        check += ["--cfg", cfg_json("longbench"), "--out", LONGBENCH_ARCHIVE]
+        if subprocess.run(check).returncode:
+            raise WorkflowError("LongBench data unavailable; see the message above")

@@ -135,28 +135,51 @@ def run_qa(args) -> int:
 
 def run_longbench(args) -> int:
     from refine.data.io import write_table
-    from refine.data.longbench import LongBenchConfig, evaluated_count, load_hub_task, load_longbench
+    from refine.data.longbench import (
+        COLUMNS,
+        LongBenchConfig,
+        archive_examples,
+        build_task,
+        download_archive,
+        evaluated_count,
+        load_longbench,
+    )
 
     cfg = _cfg(args, LongBenchConfig)
-    _check_source(args, cfg.source, ("local", "hub"))
-    if cfg.source == "local":
+    source = cfg.resolved_source()
+    if source == "none":
+        raise ValueError("refine data longbench: source 'none' builds nothing")
+    if source == "local":
         if not cfg.local_dir or not Path(cfg.local_dir).is_dir():
             raise FileNotFoundError(
                 f"refine data longbench: local_dir {cfg.local_dir!r} is not a directory; "
-                "set it to ReFINE's data/longbench or use source 'hub'"
+                "set it to ReFINE's data/longbench or use source 'hub' (or 'auto')"
             )
         frames = load_longbench(cfg.local_dir, cfg.tasks, cfg.max_length)
     else:
         tokenizer = _tokenizer(args)
-        frames = {t: load_hub_task(t, tokenizer, cfg.max_length, cfg.hub_repo) for t in cfg.tasks}
+        archive = args.archive or download_archive(cfg.hub_repo, cfg.hub_revision, Path(args.out) / "hub.zip")
+        frames = {t: build_task(archive_examples(archive, t), t, tokenizer, cfg.max_length) for t in cfg.tasks}
     if cfg.max_examples:
         frames = {task: frame.iloc[: cfg.max_examples] for task, frame in frames.items()}
     out = Path(args.out)
     for task, frame in frames.items():
-        write_table(frame, out / f"{task}.parquet")
+        write_table(frame[list(COLUMNS)], out / f"{task}.parquet")  # one layout whatever the source
     summary = [{"task": t, "rows": len(f), "evaluated": evaluated_count(len(f))} for t, f in frames.items()]
     write_table(summary, out / "summary.jsonl")
-    log.info("longbench (%s): %s", cfg.source, json.dumps(summary))
+    log.info("longbench (%s): %s", source, json.dumps(summary))
+    return 0
+
+
+def run_longbench_download(args) -> int:
+    """The hub archive of `longbench.hub_repo` at `hub_revision` -> --out (`--check`: only that it is reachable)."""
+    from refine.data.longbench import LongBenchConfig, check_archive, download_archive
+
+    cfg = _cfg(args, LongBenchConfig)
+    check_archive(cfg.hub_repo, cfg.hub_revision)
+    if not args.check:
+        download_archive(cfg.hub_repo, cfg.hub_revision, args.out)
+        log.info("longbench archive %s@%s -> %s", cfg.hub_repo, cfg.hub_revision, args.out)
     return 0
 
 
@@ -177,7 +200,8 @@ COMMANDS = {
     "corpus": (run_corpus, "synthetic (or hub) training and validation documents -> parquet/jsonl"),
     "niah": (run_niah, "RULER NIAH jsonl files, one per task and length"),
     "qa": (run_qa, "RULER-QA parquet files (synthetic train/test, or ReFINE's local test files)"),
-    "longbench": (run_longbench, "validate/copy ReFINE's LongBench files (or build them from the hub)"),
+    "longbench": (run_longbench, "validate/copy ReFINE's LongBench files, or build them from the hub archive"),
+    "longbench-download": (run_longbench_download, "download LongBench's hub archive at the pinned revision"),
     "checkpoint": (run_checkpoint, "download a hub checkpoint (paper config) into a directory"),
 }
 
@@ -194,10 +218,14 @@ def add_parser(subparsers) -> None:
             p.add_argument("--repo", required=True, help="hub id, e.g. fla-hub/delta_net-1.3B-100B")
         elif name == "tokenizer":
             p.add_argument("--corpus", nargs="+", required=True, help="parquet/jsonl files with a text column")
+        elif name == "longbench-download":
+            p.add_argument("--check", action="store_true", help="only check that the archive can be had; no download")
         else:
             p.add_argument("--tokenizer", default=None, help="tokenizer directory (or hub id)")
         if name == "corpus":
             p.add_argument("--val-out", default=None, help="validation documents (parquet/jsonl)")
+        if name == "longbench":
+            p.add_argument("--archive", default=None, help="the hub archive (source hub; default: download it)")
         if name == "niah":
             p.add_argument("--essay", default=None, help="text file for the essay haystack (default: synthetic)")
         p.set_defaults(func=func)

@@ -1,17 +1,25 @@
-"""LongBench (v1) evaluation files: ReFINE's `<task>_16384.parquet` files or the hub.
+"""LongBench (v1) evaluation files: ReFINE's `<task>_16384.parquet` files, or the same rows built from the
+official data on the hub.
 
 Task list and column keys: paper Table 5 (spec 3.3, 13.4); per-task generation
 lengths and prompts: THUDM/LongBench `LongBench/config/dataset2maxlen.json` and `dataset2prompt.json`
 (HEAD 2e00731). Evaluated rows per task = floor(rows / 8) * 8 (TTT batches of 8 with drop_last, spec 3.3).
+The hub dataset `THUDM/LongBench` ships `data.zip` with one `data/<task>.jsonl` per task (fields `input`,
+`context`, `answers`, ...; its loading script reads the same files).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from refine.atomic import atomic_path
 from refine.data.batching import count_tokens
 from refine.data.io import read_table
 
@@ -58,6 +66,8 @@ COLUMNS = (
     "task",
 )
 BATCH_SIZE = 8
+SOURCES = ("auto", "local", "hub", "none")
+HUB_ARCHIVE = "data.zip"
 
 _PASSAGES = (
     "Answer the question based on the given passages. Only give me the answer and do not output any other words."
@@ -110,14 +120,27 @@ PROMPTS = {
 
 @dataclass
 class LongBenchConfig:
-    """`refine data longbench --cfg` fields (`source`: "local" reads `local_dir`, "hub" needs network)."""
+    """`refine data longbench --cfg` fields. `source`: "local" reads ReFINE's files in `local_dir`; "hub" builds
+    the same rows from `hub_repo`'s archive at `hub_revision` (needs network once); "auto" is local when
+    `local_dir` is a directory, else hub; "none" runs no LongBench."""
 
-    source: str = "local"
+    source: str = "auto"
     local_dir: str | None = None
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     max_length: int = 16384
     hub_repo: str = "THUDM/LongBench"
+    hub_revision: str = "5e628be450b7e67fb7ae6e201bd6d8f7056f7672"  # a commit of the hub dataset repo
     max_examples: int | None = None  # keep the first N rows per task (CPU budgets); None = all
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"longbench.source: {self.source!r} is not one of {SOURCES}")
+
+    def resolved_source(self) -> str:
+        """ "local", "hub" or "none": auto picks local when `local_dir` is a directory."""
+        if self.source != "auto":
+            return self.source
+        return "local" if self.local_dir and Path(self.local_dir).is_dir() else "hub"
 
 
 def evaluated_count(rows: int, batch_size: int = BATCH_SIZE) -> int:
@@ -145,18 +168,49 @@ def load_longbench(data_dir: str | Path, tasks=TASKS, max_length: int = 16384) -
     }
 
 
-def load_hub_task(task: str, tokenizer, max_length: int = 16384, repo: str = "THUDM/LongBench") -> pd.DataFrame:
-    """Rebuild ReFINE's file for `task` from the hub (needs network): official prompt, rows with
-    prompt_length + max_answer_length <= max_length."""
-    import datasets
+def download_archive(repo: str, revision: str, out: str | Path) -> Path:
+    """The hub dataset's `data.zip` at `revision` -> `out` (through the hub cache; needs network once)."""
+    from huggingface_hub import hf_hub_download
 
-    rows = []
-    for example in datasets.load_dataset(repo, task, split="test"):
-        prompt = PROMPTS[task].format(context=example["context"], input=example["input"])
-        prompt_length, answer_length = (
-            count_tokens([prompt], tokenizer)[0],
-            max(count_tokens(example["answers"], tokenizer)),
+    cached = hf_hub_download(repo, HUB_ARCHIVE, repo_type="dataset", revision=revision)
+    with atomic_path(out) as tmp:
+        shutil.copyfile(cached, tmp)
+    return Path(out)
+
+
+def check_archive(repo: str, revision: str) -> None:
+    """Raise RuntimeError saying what to do unless the archive is in the hub cache or reachable on the hub."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, HUB_ARCHIVE, revision=revision, repo_type="dataset"), str):
+        return
+    try:
+        found, why = HfApi().file_exists(repo, HUB_ARCHIVE, repo_type="dataset", revision=revision), "not found"
+    except Exception as err:  # noqa: BLE001  (any failure to reach the hub means the same to the user)
+        found, why = False, f"{type(err).__name__}: {err}"
+    if not found:
+        raise RuntimeError(
+            f"LongBench: no local data and the hub archive {repo}@{revision}/{HUB_ARCHIVE} is unavailable ({why}). "
+            "Set longbench.local_dir to a directory with ReFINE's <task>_16384.parquet files, allow access to the "
+            "Hugging Face hub (or pre-fill its cache), or set longbench.source: none to run without LongBench."
         )
+
+
+def archive_examples(archive: str | Path, task: str) -> list[dict]:
+    """The official examples of `task` from the hub archive (`data/<task>.jsonl`), in file order."""
+    with zipfile.ZipFile(archive) as z, z.open(f"data/{task}.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def build_task(examples: Iterable[dict], task: str, tokenizer, max_length: int = 16384) -> pd.DataFrame:
+    """ReFINE's rows for `task` from official examples: the official prompt template, lengths in `tokenizer`
+    tokens, and only the rows with prompt_length + max_answer_length <= max_length (ReFINE's files are filtered,
+    not truncated, spec 3.3)."""
+    rows = []
+    for example in examples:
+        prompt = PROMPTS[task].format(context=example["context"], input=example["input"])
+        prompt_length = count_tokens([prompt], tokenizer)[0]
+        answer_length = max(count_tokens(example["answers"], tokenizer))
         if prompt_length + answer_length <= max_length:
             rows.append(
                 {
@@ -169,4 +223,6 @@ def load_hub_task(task: str, tokenizer, max_length: int = 16384, repo: str = "TH
                     "task": task,
                 }
             )
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(
+        {c: "int64" for c in ("prompt_length", "max_answer_length", "total_length", "max_gen_tokens")}
+    )
