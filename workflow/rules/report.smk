@@ -28,7 +28,10 @@ FIGURES = [
     "fig5_k_c",
     "summary_refine_minus_sft",
 ]
-REPORT_ARGS = f"--records {R}/evals --metrics {R}/train --ablation-family {config['ablations']['family']}"
+REPORT_ARGS = shlex.join(
+    ["--records", f"{R}/evals", "--metrics", f"{R}/train"]
+    + ["--ablation-family", config["ablations"]["family"]]
+)
 PAPER_FLAG = (
     "--paper-config" if config["base"]["source"] == "hub" else ""
 )  # deltas vs the paper
@@ -54,7 +57,7 @@ rule tables:
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report tables {params.args} --out {params.out} > {log} 2>&1"
+        "refine report tables {params.args} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -78,7 +81,7 @@ rule figures:
         args=REPORT_ARGS,
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report figures {params.args} --out {params.out} > {log} 2>&1"
+        "refine report figures {params.args} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -96,13 +99,16 @@ rule claims:
         args=REPORT_ARGS,
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report claims {params.args} --out {params.out} > {log} 2>&1"
+        "refine report claims {params.args} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule report:
     input:
-        all_records(),
-        metrics_files(),
+        records=all_records(),
+        metrics=metrics_files(),
+        tables=rules.tables.output,
+        figures=rules.figures.output,
+        claims=rules.claims.output[0],
     output:
         f"{R}/report/report.html",
     log:
@@ -112,9 +118,10 @@ rule report:
     params:
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
         cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
+        figures=lambda w, input: os.path.dirname(input.figures[0]),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {params.args} --config-json {params.cfg:q} --out {params.out} > {log} 2>&1"
+        "refine report build {params.args} --config-json {params.cfg:q} --figures {params.figures:q} --claims {input.claims:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule report_screenshot:  # not in `all`: needs chromium + chromedriver (README "What you get")
@@ -147,7 +154,7 @@ rule ablation_report:
         cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
-        "refine report build {params.args} --config-json {params.cfg:q} --out {params.out} > {log} 2>&1"
+        "refine report build {params.args} --config-json {params.cfg:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule ablations:

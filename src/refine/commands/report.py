@@ -50,10 +50,26 @@ def _write_claims(tables, metrics, out: Path):
     from refine.report.claims import run_claims, to_markdown
 
     claims = run_claims(tables, metrics)
-    atomic_write(out / "claims.csv", claims.to_csv(index=False, float_format="%.4g"))
+    atomic_write(out / "claims.csv", claims.to_csv(index=False))  # full precision: the report reads it back
     atomic_write(out / "claims.md", to_markdown(claims))
     log.info("claims: %s", claims["status"].value_counts().to_dict())
     return claims
+
+
+def _read_claims(path):
+    """claims.csv as `_write_claims` had it: booleans, numbers (blank = NaN) and text by column."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in frame:
+        values = frame[column].replace("", None)
+        if values.notna().any() and values.dropna().isin(["True", "False"]).all():
+            frame[column] = values == "True"
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().sum() == values.notna().sum() and values.notna().any():
+            frame[column] = numbers
+    return frame
 
 
 def tables(args) -> int:
@@ -72,17 +88,26 @@ def claims(args) -> int:
 
 
 def build(args) -> int:
-    """Tables, figures and claims under ``out/{tables,figures}`` and ``out``, then report.md / report.html with
-    a summary of the run read from ``--results`` (default: the folder holding ``--records``)."""
+    """Tables, figures and claims under ``out/{tables,figures}`` and ``out`` (or, with ``--figures`` and
+    ``--claims``, those already made), then report.md / report.html with a summary of the run read from
+    ``--results`` (default: the folder holding ``--records``)."""
     from refine.atomic import atomic_write_text as atomic_write
     from refine.report.provenance import collect
     from refine.report.summary import to_html, to_markdown
 
+    if bool(args.figures) != bool(args.claims):
+        raise ValueError("refine report build: --figures and --claims go together")
     out = Path(args.out)
     built, metrics, records = _inputs(args)
-    _write_tables(built, out / "tables", args.paper_config)
-    figs = _write_figures(built, metrics, out / "figures")
-    result = _write_claims(built, metrics, out)
+    if args.figures:  # the outputs of `refine report figures` / `claims`; the tables are built in memory only
+        from refine.report.figures import captions
+
+        figs = [f for f in (Path(args.figures) / f"{name}.png" for name in captions()) if f.is_file()]
+        result = _read_claims(args.claims)
+    else:
+        _write_tables(built, out / "tables", args.paper_config)
+        figs = _write_figures(built, metrics, out / "figures")
+        result = _write_claims(built, metrics, out)
     config = json.loads(args.config_json) if args.config_json else None
     run = collect(Path(args.results or Path(args.records).parent), records, metrics, config)
     atomic_write(out / "report.md", to_markdown(built, result, figs, out, args.paper_config, run))
@@ -127,6 +152,8 @@ def add_parser(subparsers) -> None:
                 "--config-json", help="the workflow config as JSON, for the summary (config, hash, data sources)"
             )
             p.add_argument("--results", help="experiment folder (models/, benchmarks/); default: parent of --records")
+            p.add_argument("--figures", help="folder of the figures `refine report figures` made (use, not redraw)")
+            p.add_argument("--claims", help="claims.csv that `refine report claims` made (use, not recheck)")
         if name in ("tables", "build"):
             p.add_argument(
                 "--paper-config",
