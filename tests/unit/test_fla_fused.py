@@ -134,24 +134,43 @@ def loss_and_grads(model, ids, mask):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_fla)])
 @pytest.mark.parametrize("arch", SWITCHES)
 def test_model_with_all_switches(arch, device):
-    """Every switch on equals all off: exactly on CPU (the switches select CUDA kernels only; the linear CE is
-    chunked on CPU too, so there fp32 round-off), within fp32 kernel round-off on CUDA; parameter names unchanged."""
+    """Every switch on equals all off: on CPU to fp32 round-off (the switches select CUDA kernels only; the linear
+    CE is chunked on CPU too), on CUDA to fp32 kernel round-off; parameter names unchanged. 64 tokens keep the CUDA
+    delta rule on fla's fp32 recurrent kernel (longer fp32 inputs run its chunk kernel in bf16, whose rounding
+    turns the 1e-7 differences of the fused modules into 5e-3 relative gradient differences, seen on an H200)."""
     fused, plain = model_pair(arch, device)
     assert fused.state_dict().keys() == plain.state_dict().keys()
-    ids = torch.randint(3, VOCAB, (2, 80), generator=torch.Generator().manual_seed(1)).to(device)
+    ids = torch.randint(3, VOCAB, (2, 64), generator=torch.Generator().manual_seed(1)).to(device)
     mask = torch.ones_like(ids)
     mask[0, :9] = 0
     loss_f, grads_f = loss_and_grads(fused, ids, mask)
     loss_p, grads_p = loss_and_grads(plain, ids, mask)
-    tol = {"rtol": 1e-5, "atol": 1e-6} if device == "cpu" else {"rtol": 1e-3, "atol": 1e-3}
+    tol = {"rtol": 1e-5, "atol": 1e-6} if device == "cpu" else {"rtol": 1e-3, "atol": 1e-4}
     torch.testing.assert_close(loss_f, loss_p, **tol)
     assert grads_f.keys() == grads_p.keys()
     for name in grads_p:
         torch.testing.assert_close(grads_f[name], grads_p[name], **tol, msg=name)
     with torch.no_grad():  # cached decode through the fused conv / norms
         fused.eval(), plain.eval()
-        out_f = fused(ids[:, :50], attention_mask=mask[:, :50], use_cache=True)
-        out_p = plain(ids[:, :50], attention_mask=mask[:, :50], use_cache=True)
-        step_f = fused(ids[:, 50:51], attention_mask=mask[:, :51], cache=out_f.cache).logits
-        step_p = plain(ids[:, 50:51], attention_mask=mask[:, :51], cache=out_p.cache).logits
+        out_f = fused(ids[:, :40], attention_mask=mask[:, :40], use_cache=True)
+        out_p = plain(ids[:, :40], attention_mask=mask[:, :40], use_cache=True)
+        step_f = fused(ids[:, 40:41], attention_mask=mask[:, :41], cache=out_f.cache).logits
+        step_p = plain(ids[:, 40:41], attention_mask=mask[:, :41], cache=out_p.cache).logits
     torch.testing.assert_close(step_f, step_p, **tol)
+
+
+@needs_fla
+@pytest.mark.parametrize("arch", SWITCHES)
+def test_model_under_bf16_autocast(arch):
+    """The training configuration (fp32 weights, bf16 autocast): every switch on agrees with all off at bf16
+    precision (loss within 2 %, each gradient within 10 % in norm)."""
+    fused, plain = model_pair(arch, "cuda")
+    ids = torch.randint(3, VOCAB, (2, 160), generator=torch.Generator().manual_seed(2)).cuda()
+    mask = torch.ones_like(ids)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss_f, grads_f = loss_and_grads(fused, ids, mask)
+        loss_p, grads_p = loss_and_grads(plain, ids, mask)
+    torch.testing.assert_close(loss_f, loss_p, rtol=2e-2, atol=2e-2)
+    for name, ref in grads_p.items():
+        assert torch.isfinite(grads_f[name]).all(), name
+        assert (grads_f[name] - ref).norm() <= 0.1 * ref.norm() + 1e-6, name
