@@ -63,6 +63,7 @@ def test_claim_lines_and_formats():
         ]
     )  # fmt: skip
     [line] = claims_view(claims)
+    assert claims_view(claims.assign(paper_rel_pct=""))[0] == line  # claims.csv read back: empty column as text
     assert (line["arch"], line["text"], line["ours"], line["paper"]) == (
         "LaCT",
         "REFINE > SFT",

@@ -21,6 +21,7 @@ from .records import ARCH_NAMES
 from .tables import Table
 
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "NOT RUN")
+NUMERIC = ("diff", "ci95_lo", "ci95_hi", "rel_pct", "n_seeds", "paper_diff", "paper_rel_pct")
 SHORT_NAMES = {"tableE1": "E.1", "tableE2": "E.2", "fig5": "Fig. 5"}
 
 
@@ -72,7 +73,9 @@ def _effect(diff: float, lo: float, hi: float, rel: float) -> str:
 
 
 def claims_view(claims: pd.DataFrame) -> list[dict]:
-    """One line per claim for the template: verdict, arch, the statement without its arch, both effects."""
+    """One line per claim for the template: verdict, arch, the statement without its arch, both effects.
+    ``claims`` is ``claims.run_claims``'s frame or its CSV read back (an empty numeric column reads as text)."""
+    claims = claims.assign(**{c: pd.to_numeric(claims[c], errors="coerce") for c in NUMERIC if c in claims})
     out = []
     for r in claims.itertuples():
         arch = ARCH_NAMES.get(r.claim.rsplit(".", 1)[-1], "")
