@@ -1,17 +1,18 @@
-"""Training metrics: one JSON object per line (docs/design.md) and a tqdm bar, both on rank 0 only."""
+"""Training metrics: one JSON object per line (docs/design.md) and the progress shown, both on rank 0 only."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from refine.atomic import atomic_path
+from refine.logs import Progress
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLog:
@@ -42,6 +43,7 @@ class MetricsLog:
         rows = self.path.read_text().splitlines() if self.path.exists() else []
         kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= step] if step else []
         self.path.write_text("".join(r + "\n" for r in kept))
+        log.info("metrics: %s (one line per step, readable while the job runs; published to %s)", self.path, self.final)
 
     def write(self, row: dict[str, Any]) -> None:
         if self.path is None:
@@ -52,15 +54,10 @@ class MetricsLog:
             f.write(json.dumps(clean) + "\n")
 
 
-def progress(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
-    """A tqdm bar shown only on rank 0 and only when stderr is a terminal."""
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        dynamic_ncols=True,
-        disable=not (enabled and sys.stderr.isatty()),
-    )
+def progress(total: int, initial: int, desc: str, enabled: bool) -> Progress:
+    """Training progress on rank 0: a tqdm bar on a terminal, else a log line with step/total, the `postfix`
+    values (loss, reward, tok/s) and the ETA every total/20 steps or 5 minutes (`refine.logs.Progress`)."""
+    return Progress(total, initial, desc, enabled, unit="step")
 
 
 def postfix(row: dict[str, Any]) -> dict[str, str]:
