@@ -1,9 +1,10 @@
 """`strategy: fsdp` (FSDP2) on 2 CPU processes (gloo): the same update as 1 process (SFT, with gradient accumulation)
-and as `ddp` on the same ranks (REFINE with validation, both rollout engines), and exact resume after a SIGKILL.
+and as `ddp` on the same ranks (mid-training REFINE with validation, both rollout engines; nested post-training;
+test-time training with per-batch reset), and exact resume after a SIGKILL.
 
 REFINE is compared with `ddp` rather than with 1 process because every rank draws its rollouts from its own stream.
-Run as a script (`torchrun ... test_train_fsdp.py OUT BASE CORPUS VAL CFG`), this file is the worker that trains
-the `RUNS` one after the other in one torchrun job.
+Run as a script (`torchrun ... test_train_fsdp.py OUT TOY`), this file is the worker that trains the `RUNS`
+and the post-training and TTT runs of both strategies one after the other in one torchrun job.
 """
 
 from __future__ import annotations
@@ -16,12 +17,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from refine.train import stages
-from refine.train.config import MidConfig
+from refine.train.config import MidConfig, PostConfig, TTTConfig
+from refine.train.distributed import is_sharded
 
 LR = 1e-3  # Adam's first step moves each weight by about LR, so 1e-5 is 1 % of a step
+MID = {
+    "batch_size": 4,
+    "max_length": 64,
+    "steps": 1,
+    "threads": 1,
+    "optim": {"lr": LR},
+    "refine": {"mini_batch_size": 2},
+    "val_every": 1,
+    "val_batch_size": 4,
+}
 # name -> (method, strategy, rollout engine, micro-batch size)
 RUNS = {
     "sft_fsdp": ("sft", "fsdp", "snapshot", 1),  # 2 micro-batches per rank: gradient accumulation under FSDP
@@ -32,27 +45,45 @@ RUNS = {
 }
 
 
-def run_config(cfg: dict, strategy: str, engine: str, micro: int) -> dict:
-    return {
-        **cfg,
-        "optim": {"lr": LR},
-        "strategy": strategy,
-        "micro_batch_size": micro,
-        "refine": {**cfg["refine"], "rollout": engine},
-    }
+def run_config(strategy: str, engine: str, micro: int) -> dict:
+    return {**MID, "strategy": strategy, "micro_batch_size": micro, "refine": {**MID["refine"], "rollout": engine}}
 
 
-def worker(out: Path, base: str, corpus: str, val: str, cfg: dict) -> None:
+POST = {"batch_size": 4, "max_length": 96, "max_answer_length": 4, "threads": 1, "optim": {"lr": LR}}
+TTT = {"threads": 1, "optim": {"lr": LR}, "reset": "per_batch", "generation": {"max_prompt_length": 160}}
+
+
+def worker(out: Path, toy: Path) -> None:
     for name, (method, strategy, engine, micro) in RUNS.items():
-        stages.mid(
-            MidConfig.from_dict(run_config(cfg, strategy, engine, micro)),
+        trainer = stages.mid(
+            MidConfig.from_dict(run_config(strategy, engine, micro)),
             method=method,
-            base=base,
-            data=corpus,
-            val_data=val if method == "refine" else None,
+            base=toy / "base",
+            data=toy / "corpus.parquet",
+            val_data=toy / "val.parquet" if method == "refine" else None,
             out=out / name,
             metrics=out / f"{name}.jsonl",
         )
+        assert is_sharded(trainer.model) == (strategy == "fsdp")
+    for strategy in ("ddp", "fsdp"):
+        trainer = stages.post(
+            PostConfig.from_dict({**POST, "strategy": strategy, "steps": 1, "refine": {"mini_batch_size": 2}}),
+            method="nested_refine",
+            base=toy / "base",
+            data=toy / "qa.parquet",
+            out=out / f"post_{strategy}",
+            metrics=out / f"post_{strategy}.jsonl",
+        )
+        assert is_sharded(trainer.model) == (strategy == "fsdp")
+        record = stages.ttt(
+            TTTConfig.from_dict({**TTT, "strategy": strategy}),
+            method="refine",
+            base=toy / "base",
+            data=toy / "eval.parquet",
+            family="qa",
+            metrics=out / f"ttt_{strategy}.jsonl",
+        )
+        (out / f"ttt_{strategy}.json").write_text(json.dumps([e["prediction"] for e in record["examples"]]))
 
 
 def rows(path: Path) -> list[dict]:
@@ -88,20 +119,25 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_fsdp_matches_one_process_and_ddp(toy, dist_cfg, load_weights, tmp_path):
-    paths = [str(toy[name]) for name in ("base", "corpus", "val")]
-    job = launch(2, __file__, str(tmp_path), *paths, json.dumps(dist_cfg))
+@pytest.fixture(scope="module")
+def job(toy, tmp_path_factory) -> Path:
+    """The outputs of one torchrun job of `worker` on 2 ranks, and of the 1-process SFT run `sft_one`."""
+    out = tmp_path_factory.mktemp("fsdp")
+    running = launch(2, __file__, str(out), str(toy["base"].parent))
     stages.mid(  # meanwhile, 1 process taking the whole batch in one micro-batch
-        MidConfig.from_dict(run_config(dist_cfg, "ddp", "snapshot", dist_cfg["batch_size"])),
+        MidConfig.from_dict(run_config("ddp", "snapshot", MID["batch_size"])),
         method="sft",
         base=toy["base"],
         data=toy["corpus"],
-        out=tmp_path / "sft_one",
+        out=out / "sft_one",
     )
-    _, err = job.communicate(timeout=600)
-    assert job.returncode == 0, err[-3000:]
+    _, err = running.communicate(timeout=600)
+    assert running.returncode == 0, err[-3000:]
+    return out
 
-    w = {name: load_weights(tmp_path / name) for name in [*RUNS, "sft_one"]}
+
+def test_fsdp_mid_training_matches_one_process_and_ddp(job, toy, load_weights):
+    w = {name: load_weights(job / name) for name in [*RUNS, "sft_one"]}
     base = load_weights(toy["base"])
     assert max_diff(w["sft_one"], base) > 0.5 * LR  # a step was taken
     assert max_diff(w["sft_fsdp"], w["sft_one"]) < 1e-5
@@ -109,7 +145,7 @@ def test_fsdp_matches_one_process_and_ddp(toy, dist_cfg, load_weights, tmp_path)
     # snapshot: FSDP cuts every rank's trunk at the starts of all ranks; extra cuts change only round-off
     assert max_diff(w["refine_fsdp"], w["refine_ddp"]) < 1e-5
     for engine in ("refine", "recompute"):
-        ddp, fsdp = rows(tmp_path / f"{engine}_ddp.jsonl"), rows(tmp_path / f"{engine}_fsdp.jsonl")
+        ddp, fsdp = rows(job / f"{engine}_ddp.jsonl"), rows(job / f"{engine}_fsdp.jsonl")
         assert [(r["step"], r["split"]) for r in fsdp] == [(0, "val"), (1, "train"), (1, "val")]
         for a, b in zip(ddp, fsdp):
             for key in ("loss", "reward_cosine_mean", "grad_norm"):
@@ -117,8 +153,18 @@ def test_fsdp_matches_one_process_and_ddp(toy, dist_cfg, load_weights, tmp_path)
                     assert abs(a[key] - b[key]) < 1e-5 * max(1.0, abs(a[key])), (a["split"], key)
 
 
-def test_fsdp_killed_run_resumes_bit_identical(toy, dist_cfg, train_cli, load_weights, tmp_path):
-    cfg = {**run_config(dist_cfg, "fsdp", "snapshot", 2), "steps": 3, "save_every": 1}
+def test_fsdp_post_training_and_ttt_match_ddp(job, load_weights):
+    assert max_diff(load_weights(job / "post_fsdp"), load_weights(job / "post_ddp")) < 1e-5
+    for stage in ("post", "ttt"):
+        ddp, fsdp = rows(job / f"{stage}_ddp.jsonl"), rows(job / f"{stage}_fsdp.jsonl")
+        assert len(ddp) == len(fsdp) > 0
+        for a, b in zip(ddp, fsdp):
+            assert abs(a["loss"] - b["loss"]) < 1e-5 and a["reward"] == pytest.approx(b["reward"], abs=1e-5)
+    assert json.loads((job / "ttt_fsdp.json").read_text()) == json.loads((job / "ttt_ddp.json").read_text())
+
+
+def test_fsdp_killed_run_resumes_bit_identical(toy, train_cli, load_weights, tmp_path):
+    cfg = {**run_config("fsdp", "snapshot", 2), "steps": 3, "save_every": 1}
     script = tmp_path / "train_cli.py"
     script.write_text(train_cli[2])
 
@@ -175,5 +221,4 @@ def test_fsdp_killed_run_resumes_bit_identical(toy, dist_cfg, train_cli, load_we
 
 
 if __name__ == "__main__":
-    out_dir, base_dir, corpus_path, val_path = sys.argv[1:5]
-    worker(Path(out_dir), base_dir, corpus_path, val_path, json.loads(sys.argv[5]))
+    worker(Path(sys.argv[1]), Path(sys.argv[2]))
