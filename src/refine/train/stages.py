@@ -141,6 +141,8 @@ def mid(
         val_docs = encode_texts(val_data, tok, cfg.max_length)[: cfg.val_max_docs or None]
         if len(val_docs) < dist.world:
             raise ValueError(f"{val_data}: {len(val_docs)} validation documents for {dist.world} ranks")
+        if cfg.strategy == "fsdp":  # sharded forwards are collectives: every rank validates as many documents
+            val_docs = val_docs[: len(val_docs) - len(val_docs) % dist.world]
         validate = _mid_validation(t, val_docs[dist.rank :: dist.world], cfg, refine, tok.pad_token_id)
     t.fit(
         plan,
