@@ -4,6 +4,7 @@ the state is deleted once the outputs are written unless `keep_state`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
@@ -16,6 +17,7 @@ from refine.data.tokenizer import save_tokenizer, train_tokenizer
 from refine.train import fingerprint as fingerprint_module
 from refine.train import stages
 from refine.train.config import MidConfig, PretrainConfig
+from refine.version import code_version
 
 MID = {"batch_size": 4, "max_length": 64, "steps": 2, "threads": 1, "optim": {"lr": 3e-3}, "val_before_train": False}
 PRETRAIN = {"batch_size": 4, "max_length": 64, "steps": 2, "threads": 1, "model": {"hidden_size": 32, "num_heads": 2}}
@@ -73,6 +75,9 @@ def test_unchanged_inputs_resume_the_finished_state(toy, saved, tmp_path, caplog
         mid(toy, state, tmp_path / "out", keep_state=True)
     assert f"resumed from {state / 'step-2'} at step 2" in caplog.text
     assert same(saved[1], tmp_path / "out", load_weights)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all({k: r[k] for k in code_version()} == code_version() for r in rows)  # metrics carry the code
 
 
 def perturbed_base(toy, root):

@@ -184,14 +184,25 @@ def run_longbench_download(args) -> int:
 
 
 def run_checkpoint(args) -> int:
-    """Download a hub checkpoint (weights, config, tokenizer) into --out; the paper config's base models."""
-    from huggingface_hub import snapshot_download
+    """Download a hub checkpoint (weights, config, tokenizer) at --revision into --out; the paper config's base
+    models. The revision is resolved to its commit first and that commit is downloaded and recorded in
+    `--out/refine_source.json`; a branch name is followed, with a warning naming the commit to pin."""
+    import re
+
+    from huggingface_hub import HfApi, snapshot_download
 
     from refine.atomic import atomic_path
 
+    commit = HfApi().model_info(args.repo, revision=args.revision).sha
+    if not re.fullmatch(r"[0-9a-f]{40}", args.revision):
+        log.warning(
+            "checkpoint %s: revision %r is not a commit; pin base.revision to %s", args.repo, args.revision, commit
+        )
     with atomic_path(args.out) as tmp:
-        snapshot_download(repo_id=args.repo, local_dir=tmp)
-    log.info("checkpoint %s -> %s", args.repo, args.out)
+        snapshot_download(repo_id=args.repo, revision=commit, local_dir=tmp)
+        source = {"repo": args.repo, "revision": args.revision, "commit": commit}
+        (tmp / "refine_source.json").write_text(json.dumps(source) + "\n")
+    log.info("checkpoint %s@%s -> %s", args.repo, commit, args.out)
     return 0
 
 
@@ -216,6 +227,7 @@ def add_parser(subparsers) -> None:
         p.add_argument("--out", required=True, help="output file (corpus) or directory")
         if name == "checkpoint":
             p.add_argument("--repo", required=True, help="hub id, e.g. fla-hub/delta_net-1.3B-100B")
+            p.add_argument("--revision", default="main", help="commit to download (a branch name is followed)")
         elif name == "tokenizer":
             p.add_argument("--corpus", nargs="+", required=True, help="parquet/jsonl files with a text column")
         elif name == "longbench-download":

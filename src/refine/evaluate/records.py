@@ -11,6 +11,7 @@ from typing import Any
 
 from refine.atomic import atomic_path
 from refine.experiment import FAMILIES, TTT_MODES
+from refine.version import code_version
 
 SCHEMA = 1
 REQUIRED = ("experiment", "arch", "model", "stage", "method", "seed", "family", "task", "length", "length_label",
@@ -23,8 +24,9 @@ def config_hash(config: Any) -> str:
 
 
 def write_record(path: str | Path, *, config: Any = None, **fields: Any) -> dict[str, Any]:
-    """Validate `fields`, add `schema`, `created` and `config_hash` (of `config`, unless given) and write
-    the record atomically (temporary file in the same folder, then rename). Returns the record."""
+    """Validate `fields`, add `schema`, `created`, `config_hash` (of `config`, unless given) and the code
+    version (`refine.version.code_version`) and write the record atomically (temporary file in the same
+    folder, then rename). Returns the record."""
     missing = [key for key in REQUIRED if key not in fields]
     if missing:
         raise ValueError(f"record {path}: missing field(s) {missing}")
@@ -34,6 +36,7 @@ def write_record(path: str | Path, *, config: Any = None, **fields: Any) -> dict
         raise ValueError(f"record {path}: ttt {fields['ttt']!r} not in {TTT_MODES}")
     fields.setdefault("config_hash", config_hash(config))
     fields.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+    fields = {**code_version(), **fields}
     record = {
         "schema": SCHEMA,
         **{k: v for k, v in fields.items() if k != "examples"},

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from refine.atomic import atomic_path
+from refine.atomic import atomic_path, atomic_write_text
 from refine.logs import Progress
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         rows = self.path.read_text().splitlines() if self.path.exists() else []
         kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= step] if step else []
-        self.path.write_text("".join(r + "\n" for r in kept))
+        atomic_write_text(self.path, "".join(r + "\n" for r in kept))  # a kill keeps the old rows or the new
         log.info("metrics: %s (one line per step, readable while the job runs; published to %s)", self.path, self.final)
 
     def write(self, row: dict[str, Any]) -> None:

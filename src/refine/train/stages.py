@@ -27,6 +27,7 @@ from refine.train.distributed import Dist, init_distributed
 from refine.train.state import full_weights, save_checkpoint
 from refine.train.trainer import BatchPlan, Trainer
 from refine.train.updates import TextUpdate, nested_update, ntp_validation, per_rank, sft_update
+from refine.version import code_version
 
 
 def seed_everything(seed: int) -> None:
@@ -44,12 +45,13 @@ def run_fields(identity: dict | None, refine: RefineConfig | None) -> dict:
 def _trainer(
     model, cfg: RunConfig, dist: Dist, seed: int, steps: int, desc: str, metrics, state=None, run=None, inputs=None
 ):
-    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and every metrics row;
-    `inputs` (the files the weights depend on) enter the resume fingerprint."""
+    """The stage's Trainer; `run` (run_fields) is stamped into the checkpoint config and, with the code version
+    (refine.version.code_version), into every metrics row; `inputs` (the files the weights depend on) enter the
+    resume fingerprint."""
     if run is not None:
         stamp_run(model, run)
     t = Trainer(model, cfg, dist, seed=seed, total_steps=steps, metrics=metrics, state=state, desc=desc, inputs=inputs)
-    t.metrics.fields = dict(run or {})
+    t.metrics.fields = {**code_version(), **(run or {})}
     return t
 
 
