@@ -107,29 +107,34 @@ def run_niah(args) -> int:
 def run_qa(args) -> int:
     from refine.atomic import atomic_path
     from refine.data.io import write_table
-    from refine.data.qa import QAConfig, generate_qa, load_ruler_qa, ruler_qa_file
+    from refine.data.qa import QAConfig, generate_qa, hub_pool, load_ruler_qa, ruler_qa_file
 
     cfg = _cfg(args, QAConfig)
-    _check_source(args, cfg.source, ("synthetic", "local"))
-    if cfg.source == "local" and not cfg.local_dir:
+    splits = {"train": cfg.train_samples, "test": cfg.test_samples}
+    sources = {split: cfg.split_source(split) for split in splits}
+    if "local" in sources.values() and not cfg.local_dir:
         raise ValueError("refine data qa: source 'local' needs local_dir")
-    tokenizer = _tokenizer(args) if cfg.source == "synthetic" else None
+    tokenizer = _tokenizer(args) if set(sources.values()) - {"local"} else None
     out = Path(args.out)
     for task in cfg.tasks:
+        pool = hub_pool(task, cfg.hub_revision, cfg.hub_files) if "hub" in sources.values() else None
         for length in cfg.lengths:
-            if cfg.source == "local":  # ReFINE's files for `model` (validated, then copied)
-                for split, name in (("train", f"{cfg.train_samples}_train"), ("test", f"{cfg.test_samples}_test")):
-                    src = ruler_qa_file(cfg.local_dir, task, cfg.model, length, name)
+            for split, n in splits.items():
+                dest = out / f"{task}_{length}_{split}.parquet"
+                if sources[split] == "local":  # ReFINE's file for `model` (validated, then copied)
+                    src = ruler_qa_file(cfg.local_dir, task, cfg.model, length, f"{n}_{split}")
                     load_ruler_qa(src)
-                    with atomic_path(out / f"{task}_{length}_{split}.parquet") as tmp:
+                    with atomic_path(dest) as tmp:
                         shutil.copyfile(src, tmp)
-                continue
-            for split, n in (("train", cfg.train_samples), ("test", cfg.test_samples)):
+                    continue
+                hub = sources[split] == "hub"
+                first = cfg.test_samples if hub and split == "train" else 0  # hub: test first, train after it
                 frame = generate_qa(
-                    task, tokenizer, length, n, seed=cfg.seed, split=split, answer_reserve=cfg.answer_reserve
-                )
-                write_table(frame, out / f"{task}_{length}_{split}.parquet")
-    log.info("qa (%s): %s x %s -> %s", cfg.source, cfg.tasks, cfg.lengths, out)
+                    task, tokenizer, length, n, seed=cfg.seed, split=split, answer_reserve=cfg.answer_reserve,
+                    pool=pool if hub else None, first=first,
+                )  # fmt: skip
+                write_table(frame, dest)
+    log.info("qa (%s): %s x %s -> %s", sources, cfg.tasks, cfg.lengths, out)
     return 0
 
 

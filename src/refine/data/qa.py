@@ -1,4 +1,5 @@
-"""RULER multi-document QA in ReFINE's format: the official parquet loader and an offline generator.
+"""RULER multi-document QA in ReFINE's format: the official parquet loader, RULER's generator over the public
+SQuAD v2 / HotpotQA data (`datasets`), and an offline generator.
 
 Prompt: spec 3.3 (ReFINE's variant of RULER `scripts/data/synthetic/constants.py:49-52`, "passages"
 wording and a final "\\nAnswer:"). Documents `Document {i}:\\n{text}` joined by blank lines
@@ -8,11 +9,19 @@ by synthetic facts: `ruler_squadqa` asks one fact of an article (its other parag
 distractors);
 `ruler_hotpotqa` needs two titled documents (entity -> founder -> birthplace). Entities of the test split
 come from the evaluation half of the nouns, the train split from the training half.
+
+The public data (`source: hub`): RULER `scripts/data/synthetic/qa.py` `read_squad` / `read_hotpotqa` over the
+SQuAD v2 and HotpotQA (distractor) dev sets: the documents are the unique paragraphs; a SQuAD question's gold
+document is its paragraph and its article's other paragraphs are the first distractors; a HotpotQA question
+keeps all ten of its documents. The test split is the first `test_samples` questions (ReFINE's `index`
+0..199); the train split the next `train_samples` (ReFINE's 1600; the paper does not say which questions its
+train files used, spec 3.3).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +53,17 @@ QA_COLUMNS = (
     "task",
 )
 ANSWER_RESERVE = 32  # tokens_to_generate of RULER qa (constants.py:50)
+SOURCES = ("synthetic", "local", "hub")
+# task -> (hub dataset, config name); RULER reads their dev sets (the "validation" split here).
+HUB_DATASETS = {"ruler_squadqa": ("rajpurkar/squad_v2", None), "ruler_hotpotqa": ("hotpotqa/hotpot_qa", "distractor")}
 
 
 @dataclass
 class QAConfig:
-    """`refine data qa --cfg` fields; `source: local` copies ReFINE's files for `model` from `local_dir`."""
+    """`refine data qa --cfg` fields. `source`: synthetic (offline), local (ReFINE's files for `model` from
+    `local_dir`) or hub (RULER's generator over the public data, `HUB_DATASETS` at `hub_revision`, or the local
+    copies `hub_files` {task: parquet/jsonl in the hub's layout}); `train_source` (default: `source`) for the
+    post-training files alone, e.g. ReFINE's test files with train files built from the hub."""
 
     tasks: list[str] = field(default_factory=lambda: list(QA_TASKS))
     lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])
@@ -59,6 +74,16 @@ class QAConfig:
     source: str = "synthetic"
     local_dir: str | None = None
     model: str = "delta_net"
+    train_source: str | None = None
+    hub_revision: str = "main"
+    hub_files: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES or self.train_source not in (*SOURCES, None):
+            raise ValueError(f"qa.source {self.source!r} / train_source {self.train_source!r}: choose from {SOURCES}")
+
+    def split_source(self, split: str) -> str:
+        return self.train_source or self.source if split == "train" else self.source
 
 
 def format_prompt(documents: list[str], question: str) -> str:
@@ -133,6 +158,89 @@ def hotpot_like(rng: random.Random, part: Part):
 EXAMPLES = {"ruler_squadqa": squad_like, "ruler_hotpotqa": hotpot_like}
 
 
+@dataclass
+class QAPool:
+    """RULER's QA pool: questions with their gold documents (`context`, ids into `docs`) and first distractors
+    (`more`); the other documents are drawn at random."""
+
+    qas: list[dict]  # {"question", "answers", "context": [doc id], "more": [doc id]}
+    docs: list[str]
+
+    def example(self, index: int, rng: random.Random):
+        """(question, answers, gold documents, distractor factory) of question `index`."""
+        qa = self.qas[index]
+        more = list(qa["more"])
+        rng.shuffle(more)
+        used = set(qa["context"]) | set(more)
+
+        def distractor() -> str | None:
+            if more:
+                return self.docs[more.pop()]
+            if len(used) >= len(self.docs):
+                return None  # every document is in the prompt (RULER: all documents)
+            while (pick := rng.randrange(len(self.docs))) in used:
+                pass
+            used.add(pick)
+            return self.docs[pick]
+
+        return qa["question"], list(qa["answers"]), [self.docs[i] for i in qa["context"]], distractor
+
+
+def _pool(docs_of_rows: list[list[str]]) -> tuple[list[str], dict[str, int]]:
+    docs = sorted({d for docs in docs_of_rows for d in docs})  # RULER: sorted(set(...))
+    return docs, {d: i for i, d in enumerate(docs)}
+
+
+def squad_pool(rows: Iterable[dict]) -> QAPool:
+    """RULER `read_squad` over SQuAD v2 rows (`title`, `context`, `question`, `answers.text`), in file order:
+    answerable questions only; the article's other paragraphs are the first distractors."""
+    rows = list(rows)
+    docs, ids = _pool([[r["context"]] for r in rows])
+    articles: dict[str, list[int]] = {}
+    for r in rows:
+        article = articles.setdefault(r["title"], [])
+        if ids[r["context"]] not in article:
+            article.append(ids[r["context"]])
+    qas = [
+        {
+            "question": r["question"],
+            "answers": list(r["answers"]["text"]),
+            "context": [ids[r["context"]]],
+            "more": [i for i in articles[r["title"]] if i != ids[r["context"]]],
+        }
+        for r in rows
+        if len(r["answers"]["text"])
+    ]
+    return QAPool(qas, docs)
+
+
+def hotpot_pool(rows: Iterable[dict]) -> QAPool:
+    """RULER `read_hotpotqa` over HotpotQA distractor rows (`question`, `answer`, `context.title/sentences`):
+    each question keeps its ten documents "title\ntext"."""
+    rows = list(rows)
+    per_row = [[f"{t}\n{''.join(s)}" for t, s in zip(r["context"]["title"], r["context"]["sentences"])] for r in rows]
+    docs, ids = _pool(per_row)
+    qas = [
+        {"question": r["question"], "answers": [r["answer"]], "context": [ids[d] for d in row_docs], "more": []}
+        for r, row_docs in zip(rows, per_row)
+    ]
+    return QAPool(qas, docs)
+
+
+POOLS = {"ruler_squadqa": squad_pool, "ruler_hotpotqa": hotpot_pool}
+
+
+def hub_pool(task: str, revision: str = "main", files: dict[str, str] | None = None) -> QAPool:
+    """The pool of `task` from its hub dev set at `revision` (needs network once), or from a local copy
+    `files[task]` in the hub's layout."""
+    if files and task in files:
+        return POOLS[task](read_table(files[task]).to_dict(orient="records"))
+    import datasets
+
+    repo, name = HUB_DATASETS[task]
+    return POOLS[task](datasets.load_dataset(repo, name, split="validation", revision=revision))
+
+
 def generate_qa(
     task: str,
     tokenizer,
@@ -142,23 +250,33 @@ def generate_qa(
     seed: int = 0,
     split: str = "test",
     answer_reserve: int = ANSWER_RESERVE,
+    pool: QAPool | None = None,
+    first: int = 0,
 ) -> pd.DataFrame:
-    """Synthetic RULER-QA rows (`QA_COLUMNS`): as many distractors as fit prompt_length + reserve <= max."""
+    """RULER-QA rows (`QA_COLUMNS`): as many distractors as fit prompt_length + reserve <= max. The questions are
+    synthetic, or those of `pool` from number `first` on (`index` counts from 0 in either case)."""
     if task not in EXAMPLES:
         raise ValueError(f"unknown QA task {task!r}; choose from {list(EXAMPLES)}")
     part: Part = "eval" if split == "test" else "train"
     rng = random.Random(f"{seed}:{task}:{split}:{max_seq_length}")
     budget = max_seq_length - answer_reserve
+    if pool is not None and first + num_samples > len(pool.qas):
+        raise ValueError(f"{task}: {first} + {num_samples} questions asked, the pool has {len(pool.qas)}")
+    example: Callable = (
+        (lambda i: EXAMPLES[task](rng, part)) if pool is None else (lambda i: pool.example(first + i, rng))
+    )
     rows = []
     for index in range(num_samples):
-        question, answers, gold, distractor = EXAMPLES[task](rng, part)
+        question, answers, gold, distractor = example(index)
         used = count_tokens([format_prompt(gold, question)], tokenizer)[0]
         if used > budget:
             raise ValueError(f"{task}: gold documents alone take {used} tokens > {budget}")
         extra: list[str] = []
         full = False
         while not full:  # add distractors by their own token counts, 16 at a time
-            batch = [distractor() for _ in range(16)]
+            batch = [d for d in (distractor() for _ in range(16)) if d is not None]
+            if not batch:  # the pool is spent
+                break
             headed = [f"\n\nDocument {len(gold) + len(extra) + j + 1}:\n{d}" for j, d in enumerate(batch)]
             costs = count_tokens(headed, tokenizer)
             for doc, cost in zip(batch, costs):
