@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -94,3 +96,15 @@ def test_an_exploding_learning_rate_fails_and_publishes_nothing(method, toy, tmp
     assert rows[0]["optimizer_steps"] >= 1 and sum(r["skipped_steps"] for r in rows) >= 1
     if method == "sft":  # the blown-up weights give non-finite gradients: those steps are counted as skipped
         assert [(r["optimizer_steps"], r["skipped_steps"]) for r in rows] == [(1, 0)] + [(0, 1)] * 3
+
+
+def test_the_command_reports_divergence_in_one_line_and_writes_no_output(toy, tmp_path):
+    cfg = {"batch_size": 4, "max_length": 64, "steps": 4, "threads": 1, "optim": {"lr": 1e9}, "val_before_train": False}
+    out, metrics = tmp_path / "out", tmp_path / "metrics.jsonl"
+    args = ["--stage", "mid", "--method", "sft", "--base", str(toy["base"]), "--data", str(toy["corpus"])]
+    args += ["--out", str(out), "--metrics", str(metrics), "--state", str(tmp_path / "state"), "--cfg", json.dumps(cfg)]
+    run = subprocess.run([sys.executable, "-m", "refine.cli", "train", *args], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "ERROR refine: training diverged at step 4: 3 of the last 4 optimizer steps were skipped" in run.stderr
+    assert "WARNING refine.train.divergence: step 2: 1 of 1 optimizer steps skipped" in run.stderr
+    assert not out.exists() and not metrics.exists()

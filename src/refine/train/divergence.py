@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 _NON_FINITE = re.compile(r"\b(nan|inf)\b", re.IGNORECASE)  # torch's messages about non-finite values
 
 
-class DivergenceError(RuntimeError):
-    """Training diverged; the run publishes nothing."""
+class DivergenceError(ValueError):
+    """Training diverged under this configuration (e.g. too high a learning rate); the run publishes nothing.
+    A ValueError, so `refine` reports it as one line and exits 2."""
 
 
 def non_finite(row: dict) -> list[str]:
@@ -73,7 +74,7 @@ class DivergenceGuard:
         try:
             yield
         except RuntimeError as err:
-            if isinstance(err, DivergenceError) or not _NON_FINITE.search(str(err)):
+            if not _NON_FINITE.search(str(err)):
                 raise
             raise DivergenceError(
                 f"training diverged at step {step}: the update met non-finite values ({err}); "
