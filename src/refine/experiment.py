@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-FAMILIES = ("niah", "qa", "longbench")
+FAMILIES = ("niah", "qa", "longbench", "short")  # short: Table E.1's lm-eval suite
 BASE = "base"
 MID_METHODS = ("sft", "refine")  # the comparison; ablations add refine_<variant>
 POST_METHODS = ("sft", "nested_sft", "nested_refine")

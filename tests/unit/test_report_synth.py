@@ -72,6 +72,8 @@ def paper_records(
     for name in tables:
         spec, paper = specs()[name], (extra or {}).get(name, published(name))
         for arch, row, col in itertools.product(("lact", "deltanet"), spec.rows, spec.cols):
+            if (col.group, col.label) not in paper.columns:  # a column the paper does not print
+                continue
             value = paper.loc[(arch, *row.label), (col.group, col.label)]
             where = {**row.where, **col.where}
             multi = {k: v for k, v in where.items() if isinstance(v, tuple)}

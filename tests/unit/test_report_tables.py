@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 import pytest
-from test_report_synth import paper_frame, paper_records
+from test_report_synth import paper_frame, paper_records, record
 
 from refine.report import render
 from refine.report.records import records_frame
@@ -42,7 +42,8 @@ def test_cells_are_the_seed_means_with_t_intervals(tables, name):
     for group in {c[0] for c in table.columns if c[1] == "Avg"}:
         assert ((mean[(group, "Avg")] - mean[group].drop(columns="Avg").mean(axis=1)).abs() < 1e-9).all()
     seeded = [k for k in table.index if not (len(k) > 1 and k[1] in ("base", "–"))]
-    assert (n.loc[seeded] == 3).all().all() and (half.loc[seeded] - HALF).abs().max().max() < 1e-9
+    printed = [c for c in table.columns if paper[c].notna().any()]  # Table E.1 adds offline-only columns
+    assert (n.loc[seeded, printed] == 3).all().all() and (half.loc[seeded] - HALF).abs().max().max() < 1e-9
     if name in ("table3", "table4"):
         base = [k for k in table.index if k not in seeded]
         assert (n.loc[base] == 1).all().all() and half.loc[base].isna().all().all()
@@ -113,3 +114,32 @@ def test_stats():
     welch = compare(pd.Series([2.0, 4.0], index=[0, 1]), pd.Series([1.0, 2.0], index=[5, 6]))
     assert welch.diff == 1.5 and welch.half > 0
     assert compare(pd.Series([1.0]), pd.Series(dtype=float)) is None
+
+
+def test_table_e1_offline_columns_beside_the_paper_and_na_reasons():
+    """Table E.1: an offline run's local-task cells, the paper's numbers beside them, n/a (with the reason)
+    for the paper's tasks it could not run."""
+    spec = specs()["tableE1"]
+    offline = [c for c in spec.cols if c.group == "Offline"]
+    local = [
+        record(arch, {**row.where, **col.where}, 0, 10.0 * (i + 1) + j)
+        for arch in ("lact", "deltanet")
+        for i, row in enumerate(spec.rows)
+        for j, col in enumerate(offline)
+    ]
+    smoke = build(records_frame(local), spec)
+    assert smoke.mean.loc[("deltanet", "+ REFINE MidTr"), ("Offline", "cloze ppl")] == 31.0
+    assert smoke.missing() == [(r, c) for r in smoke.index for c in smoke.columns if c[0] != "Offline"]
+    md = render.to_markdown(smoke, companion=True)
+    assert "| DeltaNet | base | ours | n/a | n/a |" in md and "| paper | 16.7 | 14.7 | 18.0 | 54.4 |" in md
+    assert "leaves them n/a and runs the local tasks" in md  # the reason
+    assert md.count("n/a: no records for Perplexity Wiki ppl, Perplexity LMB ppl, Recall FDA, Recall SWDE") == 1
+
+    paper = [r for r in paper_records(tables=("tableE1",)) if r["task"] != "swde-contains"]
+    full = build(records_frame(paper + local), spec)
+    assert full.mean.loc[("lact", "+ SFT MidTr"), ("Recall", "FDA")] == pytest.approx(37.2)
+    assert full.mean.loc[("lact", "base"), ("Accuracy", "Avg")] == pytest.approx(
+        (32.4 + 67.5 + 41.5 + 53.4 + 48.4 + 27.6) / 6
+    )
+    assert [c for _, c in full.missing()] == [("Recall", "SWDE")] * 6
+    assert render.na_reasons(full) == [("no records for Recall SWDE", [render._row_name(r) for r in full.index])]

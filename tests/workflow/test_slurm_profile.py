@@ -45,6 +45,7 @@ EXPECTED_GPUS = {
     "eval_qa": 1,
     "eval_qa_post": 1,
     "eval_longbench": 1,
+    "eval_short": 1,
     "base_model": 0,
 }
 GPU_RULES = [r for r, n in EXPECTED_GPUS.items() if n > 0]

@@ -178,8 +178,20 @@ def ablation_records():
     return longbench_records(rows)
 
 
+def tableE1_records():
+    """Table E.1: the short-context suite's cells on the base and mid-trained models, at the shortest length."""
+    models = [X.BASE] + mid_models([SEED])
+    cells = config["short_eval"]["tasks"]
+    return [
+        record(a, m, "short", t, LENGTHS[0])
+        for a in ARCHS
+        for m in models
+        for t in cells
+    ]
+
+
 def all_records():
-    return table3_records() + table4_records() + table5_records()
+    return table3_records() + table4_records() + table5_records() + tableE1_records()
 
 
 def all_models():
@@ -218,6 +230,8 @@ def eval_data(family, task, length):
         return f"{R}/data/{{arch}}/niah/{task}_{length}.jsonl"
     if family == "qa":
         return f"{R}/data/{{arch}}/qa/{task}_{length}_test.parquet"
+    if family == "short":  # the local tasks' source (lm-eval's own tasks ignore it)
+        return f"{R}/corpus/val.parquet"
     return f"{R}/data/longbench/{task}.parquet"
 
 

@@ -124,6 +124,28 @@ use rule ttt_longbench as ttt_qa with:
         launcher=launcher,
 
 
+# Table E.1: lm-eval's short-context tasks (paper) or their local stand-ins (offline); cells {task}-{metric}.
+SHORT_CELLS = eval_cells("short", config["short_eval"]["tasks"], [LENGTHS[0]])
+SHORT_CFG = json.dumps(  # ShortConfig: the section without its cells
+    {k: v for k, v in config["short_eval"].items() if k != "tasks"}, sort_keys=True
+)
+
+if SHORT_CELLS:
+
+    use rule eval_niah as eval_short with:
+        input:
+            model=model_dir("{arch}", "{model}"),
+            data=cell_inputs(SHORT_CELLS),
+        output:
+            cell_outputs(SHORT_CELLS),
+        log:
+            f"{R}/logs/eval_short/{{arch}}/{{model}}.log",
+        params:
+            family="short",
+            cfg=SHORT_CFG,
+            cells=cell_args(SHORT_CELLS),
+
+
 rule evaluate:
     input:
         all_records(),

@@ -1,6 +1,7 @@
-"""`refine evaluate {niah,qa,longbench}`: evaluate one checkpoint on a list of (task, length) cells, writing
+"""`refine evaluate {niah,qa,longbench,short}`: evaluate one checkpoint on a list of (task, length) cells, writing
 one record per cell as each finishes (docs/design.md). The model is loaded once; NIAH cells share one
-lm-eval run. Cell options: `refine.commands.cells`; test-time training is `refine train --stage ttt`.
+lm-eval run, as do short-context cells. Cell options: `refine.commands.cells`; test-time training is
+`refine train --stage ttt`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         fields = record_fields(**identity(args), cell=cell, family=args.family, model_run=model_run)
         write_record(cell.out, config_hash=config_hash(config), **(result | fields))
 
-    if args.family == "niah":
-        results, cfg = _niah(args, todo, device, load_cfg(args.cfg))
+    if args.family in ("niah", "short"):
+        lmeval = _niah if args.family == "niah" else _short
+        results, cfg = lmeval(args, todo, device, load_cfg(args.cfg))
         for cell, result in zip(todo, results):
             write(cell, result, cfg)
         return 0
@@ -82,19 +84,38 @@ def _niah(args, todo: list, device: str, cfg_dict: dict):
     return results, cfg
 
 
+def _short(args, todo: list, device: str, cfg_dict: dict):
+    """All short-context cells (`{lm-eval task}-{metric}`) in one lm-eval run; local tasks read --data (a corpus
+    parquet file, the same for every cell)."""
+    from refine.config import from_dict
+    from refine.evaluate.lmeval.short import ShortConfig, run_short
+
+    cfg = from_dict(ShortConfig, cfg_dict, where="--cfg")
+    corpus = sorted({c.data for c in todo if c.data})
+    if len(corpus) > 1:
+        raise ValueError(f"refine evaluate short: one --data corpus for all cells, got {corpus}")
+    max_length = cfg.max_length or max(c.length for c in todo)
+    scores = run_short(args.model, [c.task for c in todo], max_length, corpus=corpus[0] if corpus else None,
+                       cfg=cfg, device=device, dtype=args.dtype)  # fmt: skip
+    return [{"family": "short", **scores[c.task]} for c in todo], cfg
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a checkpoint on (task, length) cells, one record each")
-    families = p.add_subparsers(dest="family", required=True, metavar="{niah,qa,longbench}")
+    families = p.add_subparsers(dest="family", required=True, metavar="{niah,qa,longbench,short}")
     helps = {
         "niah": "RULER NIAH through lm-eval (local jsonl, or lm-eval's tasks with builtin: true)",
         "qa": "RULER SQuAD/HotpotQA parquet (string_match_part of the first line)",
         "longbench": "LongBench task parquet files (ReFINE's scoring)",
+        "short": "Table E.1's lm-eval tasks, cells {task}-{metric} (local tasks: --data is a corpus parquet)",
     }
     for family, text in helps.items():
         f = families.add_parser(family, help=text, description=__doc__)
         f.add_argument("--model", required=True, help="checkpoint folder")
-        f.add_argument("--cfg", default=None, help="JSON object or YAML/JSON file (NiahConfig / GenerationConfig)")
+        f.add_argument(
+            "--cfg", default=None, help="JSON object or YAML/JSON file (a NiahConfig, ShortConfig or GenerationConfig)"
+        )
         f.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
         f.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-        add_cell_args(f, data_required=family != "niah")
+        add_cell_args(f, data_required=family not in ("niah", "short"))
         f.set_defaults(func=run)

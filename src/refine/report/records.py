@@ -18,14 +18,26 @@ NIAH_FAMILIES = {"S": "niah_single_1", "MK": "niah_multikey_1", "MQ": "niah_mult
 QA_TASKS = {"squad": "SQuADQA", "hotpot": "HotpotQA"}
 IDENTITY = tuple(Model(BASE).fields())  # model, stage, method, seed, post_task, post_length
 LONGBENCH = TASK_KEYS  # LongBench task name -> Table 5 column
-SHORT_TASKS = {  # Table E.1 accuracy columns (family "short"); Avg = their mean (spec 7.6)
-    "lambada_openai": "LMB acc",
-    "piqa": "PIQA",
-    "hellaswag": "Hella",
-    "winogrande": "Wino",
-    "arc_easy": "ARC-e",
-    "arc_challenge": "ARC-c",
+# Table E.1 (spec 7.6; family "short"): record task, a `{lm-eval task}-{metric}` cell (refine.evaluate.lmeval.short)
+# -> (column group, column). The paper's columns, then the local offline tasks an offline config runs instead.
+SHORT_COLUMNS = {
+    "wikitext-word_perplexity": ("Perplexity", "Wiki ppl"),
+    "lambada_openai-perplexity": ("Perplexity", "LMB ppl"),
+    "fda-contains": ("Recall", "FDA"),
+    "swde-contains": ("Recall", "SWDE"),
+    "lambada_openai-acc": ("Accuracy", "LMB acc"),
+    "piqa-acc": ("Accuracy", "PIQA"),
+    "hellaswag-acc_norm": ("Accuracy", "Hella"),
+    "winogrande-acc": ("Accuracy", "Wino"),
+    "arc_easy-acc": ("Accuracy", "ARC-e"),
+    "arc_challenge-acc_norm": ("Accuracy", "ARC-c"),
+    "short_local_text-word_perplexity": ("Offline", "text ppl"),
+    "short_local_cloze-perplexity": ("Offline", "cloze ppl"),
+    "short_local_cloze-acc": ("Offline", "cloze acc"),
+    "short_local_choice-acc": ("Offline", "choice acc"),
+    "short_local_recall-contains": ("Offline", "recall"),
 }
+SHORT_TASKS = {task: col for task, (group, col) in SHORT_COLUMNS.items() if group == "Accuracy"}  # Avg: their mean
 
 
 def qa_key(task: str) -> str | None:

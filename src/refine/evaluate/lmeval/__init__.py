@@ -1,4 +1,5 @@
-"""RULER NIAH through lm-evaluation-harness: local task YAMLs and glue (see `harness`)."""
+"""lm-evaluation-harness glue and local task YAMLs: RULER NIAH (`harness`), Table E.1's short-context suite
+(`short`)."""
 
 from refine.evaluate.lmeval.harness import (
     collect_scores,
@@ -7,5 +8,14 @@ from refine.evaluate.lmeval.harness import (
     run_builtin_niah,
     run_niah,
 )
+from refine.evaluate.lmeval.short import ShortConfig, run_short
 
-__all__ = ["collect_scores", "load_hflm", "render_niah_tasks", "run_builtin_niah", "run_niah"]
+__all__ = [
+    "collect_scores",
+    "load_hflm",
+    "render_niah_tasks",
+    "run_builtin_niah",
+    "run_niah",
+    "run_short",
+    "ShortConfig",
+]

@@ -181,13 +181,15 @@ def collect_scores(res: dict, task: str) -> dict[int, dict]:
     }
 
 
-def _evaluate(lm, tasks: list[str], manager, limit: int | None) -> dict:
+def _evaluate(lm, tasks: list[str], manager, limit: int | None, **kwargs) -> dict:
+    """`lm_eval.simple_evaluate` with samples logged, no bootstrap, hub offline unless the environment says
+    otherwise; `kwargs` go to it (e.g. num_fewshot)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import lm_eval
 
     return lm_eval.simple_evaluate(
-        model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=True, bootstrap_iters=0
+        model=lm, tasks=tasks, task_manager=manager, limit=limit, log_samples=True, bootstrap_iters=0, **kwargs
     )
 
 
