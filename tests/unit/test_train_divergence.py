@@ -22,19 +22,26 @@ NAN = float("nan")
 
 def test_guard_fails_when_the_window_holds_too_many_skips(caplog):
     guard = DivergenceGuard(max_fraction=0.25, window=8)
+    assert guard.record(1, applied=2, skipped=0, row={"loss": 1.0}) == {
+        "loss": 1.0,
+        "optimizer_steps": 2,
+        "skipped_steps": 0,
+    }
     with caplog.at_level(logging.WARNING):
-        guard.record(1, applied=2, skipped=0, row={"loss": 1.0})
         guard.record(2, applied=0, skipped=2, row={"loss": NAN, "grad_norm": NAN, "lr": 1e-3})
     assert "step 2: 2 of 2 optimizer steps skipped" in caplog.text and "grad_norm, loss" in caplog.text
-    guard.record(3, applied=4, skipped=0, row={})  # 2 of 8 skipped: at the limit, not over it
+    guard.record(3, applied=4, skipped=0, row={})
+    guard.check(3)  # 2 of 8 skipped: at the limit, not over it
+    guard.record(4, applied=0, skipped=1, row={"loss": NAN})
     with pytest.raises(DivergenceError, match="diverged at step 4: 3 of the last 8 optimizer steps were skipped"):
-        guard.record(4, applied=0, skipped=1, row={"loss": NAN})
+        guard.check(4)
 
 
 def test_guard_forgets_skips_outside_the_window_and_judges_short_runs_at_the_end():
     guard = DivergenceGuard(max_fraction=0.5, window=4)
     guard.record(1, applied=0, skipped=2, row={})
     guard.record(2, applied=4, skipped=0, row={})  # the skips left the window
+    guard.check(2)
     guard.finish(2)
     short = DivergenceGuard(max_fraction=0.25, window=20)
     short.record(1, applied=1, skipped=1, row={})  # 1 skip is far below 0.25 x 20 ...
@@ -47,8 +54,9 @@ def test_guard_history_survives_a_resume():
     guard.record(1, applied=2, skipped=1, row={})
     resumed = DivergenceGuard(max_fraction=0.25, window=4)
     resumed.load_state_dict(guard.state_dict())
+    resumed.record(2, applied=0, skipped=1, row={})
     with pytest.raises(DivergenceError):
-        resumed.record(2, applied=0, skipped=1, row={})
+        resumed.check(2)
 
 
 def test_diagnose_names_errors_about_non_finite_values_only():

@@ -40,8 +40,10 @@ class DivergenceGuard:
         self.max_fraction, self.window, self.verbose = max_fraction, window, verbose
         self.recent: list[int] = []  # 1 = skipped, 0 = applied; the last `window` optimizer steps
 
-    def record(self, step: int, applied: int, skipped: int, row: dict) -> None:
-        """Account training step `step`'s optimizer steps; `row` (its metrics) names the cause of skips."""
+    def record(self, step: int, applied: int, skipped: int, row: dict) -> dict:
+        """Account training step `step`'s optimizer steps: `row` (its metrics, which name the cause of a skip)
+        gets `optimizer_steps` (applied) and `skipped_steps`; a skip is logged. Returns `row`; `check` judges."""
+        row["optimizer_steps"], row["skipped_steps"] = applied, skipped
         if skipped and self.verbose:
             cause = ", ".join(non_finite(row)) or "none of the logged metrics"
             log.warning(
@@ -52,6 +54,10 @@ class DivergenceGuard:
                 cause,
             )
         self.recent = (self.recent + [0] * applied + [1] * skipped)[-self.window :]
+        return row
+
+    def check(self, step: int) -> None:
+        """Fail (DivergenceError) when more than `max_fraction * window` of the window's steps were skipped."""
         self._check(step, self.max_fraction * self.window)
 
     def finish(self, step: int) -> None:

@@ -254,7 +254,8 @@ class TestTimeTraining:
         with t.autocast():
             out = self.update(t, part)
         t.step += 1
-        t.guard.record(t.step, t.opt.taken - taken, t.opt.skipped - skipped, t.log_row("train", t.reduce(out)))
+        t.log_row("train", t.guard.record(t.step, t.opt.taken - taken, t.opt.skipped - skipped, t.reduce(out)))
+        t.guard.check(t.step)
 
 
 def ttt(

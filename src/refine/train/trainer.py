@@ -197,10 +197,10 @@ class Trainer:
             row["lr"] = lr
             row["skipped_total"] = float(self.opt.skipped)  # grads are identical on every rank
             # applied and skipped optimizer steps of this training step (the update's own counts are attempts)
-            row["optimizer_steps"], row["skipped_steps"] = self.opt.taken - taken, self.opt.skipped - skipped
+            self.guard.record(self.step, self.opt.taken - taken, self.opt.skipped - skipped, row)
             bar.set_postfix(postfix(self.log_row("train", row)))  # before update: a progress line shows this step
             bar.update(1)
-            self.guard.record(self.step, self.opt.taken - taken, self.opt.skipped - skipped, row)
+            self.guard.check(self.step)
             if validate and val_every and self.step % val_every == 0:
                 self._validate(validate)
             if (save_every and self.step % save_every == 0) or self.step == plan.steps:
