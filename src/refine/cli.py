@@ -40,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
-        logging.getLogger("refine").error("%s", err)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:  # bad input: one clear line
+        log = logging.getLogger("refine")
+        if isinstance(err, (KeyError, TypeError)):  # name the kind; str(KeyError) would add quotes
+            log.error("%s: %s", type(err).__name__, err.args[0] if err.args else err)
+        else:
+            log.error("%s", err)
+        log.debug("traceback", exc_info=True)  # --log-level DEBUG shows where
         return 2
 
 

@@ -40,3 +40,27 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         label = where or cls.__name__
         raise ValueError(f"{label}: unknown key(s) {unknown}; allowed: {sorted(names)}")
     return cls(**data)
+
+
+TRAINED_STAGES = ("pretrain", "mid", "post")
+
+
+def check_workflow_config(config: dict[str, Any]) -> None:
+    """Cross-key rules of a schema-validated workflow config that JSON Schema cannot state; ValueError naming
+    the key. Defaults come from the schema (workflow/schemas/config.schema.yaml), already filled in."""
+    lengths, labels = config["lengths"], config["length_labels"]
+    if len(labels) != len(lengths):
+        raise ValueError(f"length_labels: {len(labels)} labels for {len(lengths)} lengths (one per length, in order)")
+    for stage in TRAINED_STAGES:
+        _check_batches(stage, config[stage], config[stage].get("batch_size"))
+    _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
+
+
+def _check_batches(stage: str, section: dict[str, Any], batch: int | None, batch_key: str = "") -> None:
+    """micro_batch_size and refine.mini_batch_size fit in one batch (TTT: one generation batch)."""
+    batch_key = batch_key or f"{stage}.batch_size"
+    sizes = {"micro_batch_size": section.get("micro_batch_size"),
+             "refine.mini_batch_size": section.get("refine", {}).get("mini_batch_size")}  # fmt: skip
+    for key, size in sizes.items():
+        if batch is not None and size is not None and size > batch:
+            raise ValueError(f"{stage}.{key}: {size} sequences exceed {batch_key} ({batch})")

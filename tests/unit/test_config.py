@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from refine.config import from_dict, load_cfg
+from refine.config import check_workflow_config, from_dict, load_cfg
 
 
 @dataclasses.dataclass
@@ -34,3 +34,43 @@ def test_from_dict_names_unknown_keys():
     assert from_dict(Example, {"lr": 0.1}) == Example(lr=0.1)
     with pytest.raises(ValueError, match=r"Example: unknown key\(s\) \['setps'\]"):
         from_dict(Example, {"setps": 3})
+
+
+def _workflow(**over):
+    cfg = {"lengths": [512, 1024], "length_labels": ["4K", "8K"], "evaluation": {"batch_size": 8},
+           "pretrain": {"batch_size": 4}, "mid": {"batch_size": 4, "micro_batch_size": 2},
+           "post": {"batch_size": 4, "refine": {"mini_batch_size": 4}}, "ttt": {"micro_batch_size": 8}}  # fmt: skip
+    return cfg | over
+
+
+def test_workflow_cross_key_rules_name_the_key():
+    check_workflow_config(_workflow())
+    with pytest.raises(ValueError, match="length_labels: 1 labels for 2 lengths"):
+        check_workflow_config(_workflow(length_labels=["4K"]))
+    with pytest.raises(ValueError, match=r"mid\.micro_batch_size: 8 sequences exceed mid\.batch_size \(4\)"):
+        check_workflow_config(_workflow(mid={"batch_size": 4, "micro_batch_size": 8}))
+    with pytest.raises(ValueError, match=r"post\.refine\.mini_batch_size: 5 .* post\.batch_size"):
+        check_workflow_config(_workflow(post={"batch_size": 4, "refine": {"mini_batch_size": 5}}))
+    with pytest.raises(ValueError, match=r"ttt\.refine\.mini_batch_size: 9 .* evaluation\.batch_size \(8\)"):
+        check_workflow_config(_workflow(ttt={"refine": {"mini_batch_size": 9}}))
+
+
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (KeyError("data.parquet: missing column(s) ['text']"), "KeyError: data.parquet: missing column(s) ['text']"),
+        (TypeError("GenerationConfig.__init__() got an unexpected keyword"), "TypeError: GenerationConfig"),
+        (ValueError("--cfg: unknown key(s) ['x']"), "--cfg: unknown key(s) ['x']"),
+    ],
+)
+def test_cli_reports_bad_input_in_one_line(monkeypatch, capsys, error, line):
+    from refine import cli
+    from refine.commands import env
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(env, "run", fail)
+    assert cli.main(["env"]) == 2
+    err = capsys.readouterr().err
+    assert line in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

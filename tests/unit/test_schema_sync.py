@@ -23,7 +23,7 @@ SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 SECTIONS = {
     "tokenizer": (TokenizerConfig, set()),
     "corpus": (CorpusConfig, set()),
-    "pretrain": (PretrainConfig, set()),
+    "pretrain": (PretrainConfig, {"model"}),  # base.tiny.<arch>
     "mid": (MidConfig, set()),
     "post": (PostConfig, set()),
     "ttt": (TTTConfig, {"generation"}),  # the `evaluation` section
@@ -56,3 +56,17 @@ def test_section_matches_its_dataclass(section):
 def test_nested_optim_and_refine_match():
     assert properties(SCHEMA["$defs"]["optim"]) == field_names(OptimConfig)
     assert properties(SCHEMA["$defs"]["refine"]) == field_names(RefineConfig)
+
+
+@pytest.mark.parametrize("arch", ["deltanet", "lact"])
+def test_tiny_overrides_are_the_model_configs_fields(arch):
+    """base.tiny.<arch> accepts exactly the model config's fields, less those the tokenizer sets."""
+    import inspect
+
+    from refine.models.deltanet import DeltaNetConfig
+    from refine.models.lact import LaCTConfig
+
+    cls = {"deltanet": DeltaNetConfig, "lact": LaCTConfig}[arch]
+    fields = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    allowed = SCHEMA["properties"]["base"]["properties"]["tiny"]["properties"][arch]["propertyNames"]["enum"]
+    assert set(allowed) == fields - {"vocab_size", "pad_token_id", "eos_token_id"}

@@ -1,6 +1,10 @@
-"""Static workflow checks: dry runs of every config, lint, snakefmt, schema rejection of unknown keys."""
+"""Static workflow checks: dry runs of every config, lint, snakefmt, schema and cross-key rejections by name,
+configs standing on their own, hostile config values kept inert, model names round-tripping."""
 
+import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +65,80 @@ def test_every_model_name_of_the_default_dag_parses_back():
     mids = (2 + len(cfg["ablations"]["mid_methods"])) * len(cfg["mid_seeds"])  # sft, refine, variants x seeds
     posts = 2 * len(cfg["lengths"]) * 3  # QA tasks x lengths x post methods
     assert stages == {"base", "mid", "post"} and len(names) == 1 + mids + posts, sorted(names)
+
+
+def _with_override(tmp_path: Path, override: dict, *args: str) -> subprocess.CompletedProcess:
+    """Dry run of the smoke config with `override` merged over it (a second --configfile)."""
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return snakemake(*args, "-n", "--cores", "1", "--configfile", "config/smoke.yaml", str(path))
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ({"base": {"tiny": {"deltanet": {"hiden_size": 64}}}}, "hiden_size"),
+        ({"pretrain": {"model": {"hidden_size": 64}}}, "'model'"),
+        ({"corpus": {"style_weights": {"prosee": 1.0}}}, "prosee"),
+        ({"length_labels": ["4K", "8K", "16K"]}, "length_labels: 3 labels for 2 lengths"),
+        ({"lengths": [512, 512], "length_labels": ["4K", "8K"]}, "non-unique"),
+        ({"mid": {"micro_batch_size": 4}}, "mid.micro_batch_size: 4 sequences exceed mid.batch_size (2)"),
+        (
+            {"post": {"refine": {"mini_batch_size": 3}}},
+            "post.refine.mini_batch_size: 3 sequences exceed post.batch_size",
+        ),
+        ({"ttt": {"micro_batch_size": 16}}, "ttt.micro_batch_size: 16 sequences exceed evaluation.batch_size (8)"),
+        ({"base": {"hub": {"lact": "a/b'; touch x"}}}, "a/b'; touch x"),
+        ({"length_labels": ["4K", "8K $(id)"]}, "8K $(id)"),
+    ],
+)
+def test_schema_holes_are_rejected_at_dag_build_by_name(tmp_path, override, named):
+    proc = _with_override(tmp_path, override)
+    assert proc.returncode != 0
+    assert named in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_paper_config_takes_nothing_from_the_tiny_default():
+    """Each config stands on its own: the paper's commands carry none of config/config.yaml's CPU caps."""
+    proc = snakemake("all", "-n", "-p", "--cores", "1", "--configfile", "config/paper.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shells = [line for line in proc.stdout.splitlines() if line.startswith("Shell command: ")]
+    cfgs = [json.loads(shlex.split(s)[shlex.split(s).index("--cfg") + 1]) for s in shells if " --cfg " in s]
+    longbench = [c for c in cfgs if "tasks" in c and "max_examples" in c]
+    mid = [c for c in cfgs if "val_every" in c]
+    assert longbench and all(c["max_examples"] is None for c in longbench)  # the default caps it at 8
+    assert mid and all("val_max_docs" not in c for c in mid)  # the default uses 4 documents
+
+
+def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path):
+    """Quotes, `;` and `$()` in config values: the printed commands, run with a stand-in `refine` that records
+    its arguments, execute nothing else and hand the job the literal value."""
+    hostile = 'lb\'; touch PWNED1; echo "$(touch PWNED2)" `touch PWNED3`'
+    work = tmp_path / "work"
+    (work / hostile).mkdir(parents=True)  # a legitimate directory name
+    override = {"experiment": "hostile", "longbench": {"local_dir": str(work / hostile)},
+                "qa": {"local_dir": hostile}, "base": {"tiny": {"lact": {"hidden_act": hostile}}}}  # fmt: skip
+    proc = _with_override(tmp_path, override, "all", "-p")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shells = [line.removeprefix("Shell command: ") for line in proc.stdout.splitlines()]
+    chosen = [s for s in shells if any(f"refine data {w} " in s for w in ("longbench", "qa"))]
+    chosen += [s for s in shells if "--stage pretrain --arch lact" in s]
+    assert len(chosen) == 4, chosen
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "refine").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "open(os.environ['ARGV_LOG'], 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    (fake / "refine").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "ARGV_LOG": str(tmp_path / "argv.jsonl")}
+    for command in chosen:
+        log = shlex.split(command)[shlex.split(command).index(">") + 1]
+        (work / log).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["bash", "-c", command], cwd=work, env=env, check=True)
+    assert not list(tmp_path.rglob("PWNED*"))
+    calls = [json.loads(line) for line in (tmp_path / "argv.jsonl").read_text().splitlines()]
+    cfgs = [json.loads(argv[argv.index("--cfg") + 1]) for argv in calls]
+    assert [c["local_dir"] for c in cfgs if "tasks" in c and "max_examples" in c] == [str(work / hostile)]
+    assert [c["local_dir"] for c in cfgs if "answer_reserve" in c] == [hostile, hostile]
+    assert [c["model"]["hidden_act"] for c in cfgs if isinstance(c.get("model"), dict)] == [hostile]

@@ -32,6 +32,10 @@ def refine_module(name):
 
 
 X = refine_module("experiment")
+try:  # the cross-key rules the schema cannot state, at DAG build
+    refine_module("config").check_workflow_config(config)
+except ValueError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
 
 R = X.results_root(config["experiment"])
 ARCHS = config["archs"]
