@@ -31,6 +31,7 @@ FIGURES = [
 REPORT_ARGS = shlex.join(
     ["--records", f"{R}/evals", "--metrics", f"{R}/train"]
     + ["--ablation-family", config["ablations"]["family"]]
+    + ([] if longbench_available() else ["--not-configured", "longbench"])
 )
 PAPER_FLAG = (
     "--paper-config" if config["base"]["source"] == "hub" else ""

@@ -68,7 +68,7 @@ def na_reasons(table: Table) -> list[tuple[str, list[str]]]:
     if not missing:
         return []
     if len(missing) == len(table.index) * len(table.columns):
-        return [("no evaluation records match any cell (not run)", [])]
+        return [(table.not_configured or "no evaluation records match any cell (not run)", [])]
     by_row: dict[tuple, list[tuple]] = {}
     for row, col in missing:
         by_row.setdefault(row, []).append(col)

@@ -55,6 +55,7 @@ class Table:
     columns: pd.MultiIndex
     values: dict[tuple, pd.Series]  # (row key, col key) -> score per seed
     headers: dict[tuple, str]  # col key -> column label shown under its group
+    not_configured: str | None = None  # why every cell is n/a when the config leaves the table's family out
 
     def _frame(self, fn) -> pd.DataFrame:
         data = [[fn(self.values[(r, c)]) for c in self.columns] for r in self.index]
