@@ -1,38 +1,24 @@
-"""`refine bench kernels`: speed of the chunked delta rule and memory of one-token decoding.
+"""`refine bench`: micro-benchmarks of the kernels and models, and training steps at scale.
 
-Prints (and with ``--json`` writes) two measurements:
-* forward+backward time of ``delta_rule_recurrent`` vs ``delta_rule_chunked`` at one length (goal: >= 10x);
-* peak memory allocated while decoding one token after a short and a long context, per model in
-  :data:`DECODE_MODELS` (a recurrent model should be flat).
+* ``kernels``: forward+backward time of ``delta_rule_recurrent`` vs ``delta_rule_chunked`` at one length (goal:
+  >= 10x) and the peak memory of decoding one token after a short and a long context, per model in
+  :data:`DECODE_MODELS` (a recurrent model should be flat);
+* ``refine``: REFINE step vs SFT step and the two rollout engines on tiny models (``refine.rl.bench``);
+* ``gpu``: steady-state SFT / REFINE steps of a named model config (``refine.bench.steps``; CPU with the tiny ones).
+
+Each prints its numbers and with ``--json`` writes them.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-BENCH_VOCAB = 512
-
-
-def _tiny_deltanet():
-    from refine.models.deltanet import DeltaNetForCausalLM
-    from refine.models.tiny import tiny_config
-
-    return DeltaNetForCausalLM(tiny_config("deltanet", BENCH_VOCAB))
-
-
-def _tiny_lact():
-    from refine.models.lact import LaCTForCausalLM
-    from refine.models.tiny import tiny_config
-
-    return LaCTForCausalLM(tiny_config("lact", BENCH_VOCAB))
-
-
-#: model name -> builder of a tiny model (vocab BENCH_VOCAB) whose one-token decode memory is measured
-DECODE_MODELS: dict[str, Callable[[], object]] = {"deltanet": _tiny_deltanet, "lact": _tiny_lact}
+#: decode-memory model name -> the tiny config it runs (``refine.bench.models.MODELS``)
+DECODE_MODELS = {"deltanet": "deltanet-tiny", "lact": "lact-tiny"}
 
 
 def time_delta_rule(length: int, batch: int, heads: int, head_dim: int, repeats: int) -> dict:
@@ -59,37 +45,17 @@ def time_delta_rule(length: int, batch: int, heads: int, head_dim: int, repeats:
     return {"length": length, "recurrent_s": recurrent, "chunked_s": chunked, "speedup": recurrent / chunked}
 
 
-def peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak bytes allocated by torch while ``fn()`` runs, above what existed before (CUDA: allocator stats;
-    CPU: the torch profiler's memory timeline)."""
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import Action, MemoryProfile  # the engine of export_memory_timeline
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        fn()
-    current = peak = 0
-    for _, action, _, size in sorted(MemoryProfile(prof.profiler.kineto_results).timeline, key=lambda e: e[0]):
-        current += size if action == Action.CREATE else -size if action == Action.DESTROY else 0
-        peak = max(peak, current)
-    return peak
-
-
 def decode_memory(name: str, contexts: list[int]) -> dict:
     """Peak bytes of one cached decode step of model ``name`` after each context length."""
     import torch
+    from transformers import AutoModelForCausalLM
+
+    from refine.bench.memory import peak_bytes
+    from refine.bench.models import BENCH_VOCAB, MODELS
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = DECODE_MODELS[name]().to(device).eval()
+    model = AutoModelForCausalLM.from_config(MODELS[DECODE_MODELS[name]]()).to(device).eval()
     peaks = {}
     with torch.no_grad():
         for length in contexts:
@@ -121,6 +87,7 @@ def run_kernels(args) -> int:
 def run_refine(args) -> int:
     import torch
 
+    from refine.bench.models import BENCH_VOCAB
     from refine.config import load_cfg
     from refine.rl.bench import bench_refine, format_result
     from refine.rl.config import RefineConfig
@@ -133,6 +100,46 @@ def run_refine(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _csv(kind):
+    """argparse type: a comma-separated list of ``kind``."""
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
+def run_gpu(args) -> int:
+    import torch
+
+    from refine.bench.steps import H100_BF16_DENSE_FLOPS, StepBench, run_grid
+    from refine.rl.config import RefineConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = args.precision or ("bf16" if device.startswith("cuda") else "fp32")
+    refine = RefineConfig(c=args.c, k=args.k, n=args.n, rollout=args.engine)
+    specs = [
+        StepBench(
+            model,
+            length,
+            method,
+            args.micro_batch,
+            precision,
+            args.checkpointing,
+            args.fused_ce,
+            args.fused_modules,
+            refine,
+            args.warmup,
+            args.steps,
+            args.peak_flops or H100_BF16_DENSE_FLOPS,
+            device,
+        )
+        for model in args.models
+        for length in args.lengths
+        for method in args.methods
+    ]
+    out = run_grid(specs, args.json, fallback=args.fallback)
+    return 0 if all(row["status"] == "ok" for row in out["runs"]) else 1
 
 
 def add_parser(subparsers) -> None:
@@ -158,3 +165,39 @@ def add_parser(subparsers) -> None:
     r.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     r.add_argument("--json", help="also write the numbers to this JSON file")
     r.set_defaults(func=run_refine)
+    g = sub.add_parser(
+        "gpu", help="steady-state SFT / REFINE step of a named model: s, tokens/s, MFU, peak memory (CPU: tiny models)"
+    )
+    g.add_argument(
+        "--models",
+        type=_csv(str),
+        default=["deltanet-1.3b"],
+        help="comma list of deltanet-1.3b, lact-760m, deltanet-tiny, lact-tiny",
+    )
+    g.add_argument("--lengths", type=_csv(int), default=[16384], help="comma list of sequence lengths")
+    g.add_argument("--methods", type=_csv(str), default=["sft", "refine"], help="comma list of sft, refine")
+    g.add_argument("--micro-batch", type=int, default=2, help="sequences per step (paper: 2 per GPU)")
+    g.add_argument(
+        "--fallback",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on out-of-memory, retry with half the micro-batch (down to 1)",
+    )
+    g.add_argument("--precision", choices=["bf16", "fp32"], help="default: bf16 autocast on CUDA, fp32 on CPU")
+    for flag, what in (
+        ("checkpointing", "activation checkpointing per block"),
+        ("fused-ce", "fused linear cross-entropy (config.fuse_linear_cross_entropy)"),
+        ("fused-modules", "fla's fused norm / SwiGLU on CUDA (config.fuse_norm, fuse_swiglu)"),
+    ):
+        g.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=True, help=what)
+    g.add_argument("--c", type=int, default=8, help="REFINE chunks per sequence")
+    g.add_argument("--k", type=int, default=5, help="REFINE rollout length")
+    g.add_argument("--n", type=int, default=1, help="REFINE rollouts per position")
+    g.add_argument("--engine", default="snapshot", choices=["snapshot", "recompute"], help="REFINE rollout engine")
+    g.add_argument("--warmup", type=int, default=1, help="warm-up steps (compile/autotune), timed apart")
+    g.add_argument("--steps", type=int, default=3, help="steady steps; the median is reported")
+    g.add_argument("--peak-flops", type=float, help="peak FLOP/s for the MFU (default: H100/H200 bf16 dense, 989e12)")
+    g.add_argument("--device", help="default: cuda when available, else cpu")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    g.add_argument("--json", help="write the results here, rewritten after every measurement")
+    g.set_defaults(func=run_gpu)
