@@ -1,6 +1,6 @@
 """`strategy: fsdp` (FSDP2) on 2 CPU processes (gloo): the same update as 1 process (SFT, with gradient accumulation)
-and as `ddp` on the same ranks (mid-training REFINE with validation, both rollout engines; nested post-training;
-test-time training with per-batch reset), and exact resume after a SIGKILL.
+and as `ddp` on the same ranks (mid-training REFINE with validation, both rollout engines, activation checkpointing
+on and off; nested post-training; test-time training with per-batch reset), and exact resume after a SIGKILL.
 
 REFINE is compared with `ddp` rather than with 1 process because every rank draws its rollouts from its own stream.
 Run as a script (`torchrun ... test_train_fsdp.py OUT TOY`), this file is the worker that trains the `RUNS`
@@ -35,18 +35,16 @@ MID = {
     "val_every": 1,
     "val_batch_size": 4,
 }
-# name -> (method, strategy, rollout engine, micro-batch size)
+FSDP, RECOMPUTE = {"strategy": "fsdp"}, {"refine": {"mini_batch_size": 2, "rollout": "recompute"}}
+# name -> (method, overrides of MID)
 RUNS = {
-    "sft_fsdp": ("sft", "fsdp", "snapshot", 1),  # 2 micro-batches per rank: gradient accumulation under FSDP
-    "refine_ddp": ("refine", "ddp", "snapshot", 2),
-    "refine_fsdp": ("refine", "fsdp", "snapshot", 2),
-    "recompute_ddp": ("refine", "ddp", "recompute", 2),
-    "recompute_fsdp": ("refine", "fsdp", "recompute", 2),
+    "sft_fsdp": ("sft", {**FSDP, "micro_batch_size": 1}),  # 2 micro-batches per rank: accumulation under FSDP
+    "refine_ddp": ("refine", {}),
+    "refine_fsdp": ("refine", FSDP),
+    "refine_fsdp_checkpointing": ("refine", {**FSDP, "gradient_checkpointing": True}),
+    "recompute_ddp": ("refine", RECOMPUTE),
+    "recompute_fsdp": ("refine", {**FSDP, **RECOMPUTE}),
 }
-
-
-def run_config(strategy: str, engine: str, micro: int) -> dict:
-    return {**MID, "strategy": strategy, "micro_batch_size": micro, "refine": {**MID["refine"], "rollout": engine}}
 
 
 POST = {"batch_size": 4, "max_length": 96, "max_answer_length": 4, "threads": 1, "optim": {"lr": LR}}
@@ -54,9 +52,9 @@ TTT = {"threads": 1, "optim": {"lr": LR}, "reset": "per_batch", "generation": {"
 
 
 def worker(out: Path, toy: Path) -> None:
-    for name, (method, strategy, engine, micro) in RUNS.items():
+    for name, (method, overrides) in RUNS.items():
         trainer = stages.mid(
-            MidConfig.from_dict(run_config(strategy, engine, micro)),
+            MidConfig.from_dict({**MID, **overrides}),
             method=method,
             base=toy / "base",
             data=toy / "corpus.parquet",
@@ -64,7 +62,7 @@ def worker(out: Path, toy: Path) -> None:
             out=out / name,
             metrics=out / f"{name}.jsonl",
         )
-        assert is_sharded(trainer.model) == (strategy == "fsdp")
+        assert is_sharded(trainer.model) == ("strategy" in overrides)
     for strategy in ("ddp", "fsdp"):
         trainer = stages.post(
             PostConfig.from_dict({**POST, "strategy": strategy, "steps": 1, "refine": {"mini_batch_size": 2}}),
@@ -125,7 +123,7 @@ def job(toy, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fsdp")
     running = launch(2, __file__, str(out), str(toy["base"].parent))
     stages.mid(  # meanwhile, 1 process taking the whole batch in one micro-batch
-        MidConfig.from_dict(run_config("ddp", "snapshot", MID["batch_size"])),
+        MidConfig.from_dict({**MID, "micro_batch_size": MID["batch_size"]}),
         method="sft",
         base=toy["base"],
         data=toy["corpus"],
@@ -144,6 +142,7 @@ def test_fsdp_mid_training_matches_one_process_and_ddp(job, toy, load_weights):
     assert max_diff(w["recompute_fsdp"], w["recompute_ddp"]) < 1e-5
     # snapshot: FSDP cuts every rank's trunk at the starts of all ranks; extra cuts change only round-off
     assert max_diff(w["refine_fsdp"], w["refine_ddp"]) < 1e-5
+    assert max_diff(w["refine_fsdp_checkpointing"], w["refine_ddp"]) < 1e-5
     for engine in ("refine", "recompute"):
         ddp, fsdp = rows(job / f"{engine}_ddp.jsonl"), rows(job / f"{engine}_fsdp.jsonl")
         assert [(r["step"], r["split"]) for r in fsdp] == [(0, "val"), (1, "train"), (1, "val")]
@@ -164,7 +163,7 @@ def test_fsdp_post_training_and_ttt_match_ddp(job, load_weights):
 
 
 def test_fsdp_killed_run_resumes_bit_identical(toy, train_cli, load_weights, tmp_path):
-    cfg = {**run_config("fsdp", "snapshot", 2), "steps": 3, "save_every": 1}
+    cfg = {**MID, **FSDP, "steps": 3, "save_every": 1}
     script = tmp_path / "train_cli.py"
     script.write_text(train_cli[2])
 
