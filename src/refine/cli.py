@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from refine import __version__
+from refine.config import set_threads
 from refine.logs import setup_logging
 
 COMMAND_GROUPS = ("env", "data", "train", "evaluate", "report", "bench")
@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, set up logging once, run the command; returns the exit code."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    if threads := int(os.environ.get("REFINE_THREADS", "0")):  # one job, one core: set by the workflow
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads()  # $REFINE_THREADS: one job, its cores (set by the workflow)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, TypeError) as err:  # bad input: one clear line

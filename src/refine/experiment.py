@@ -45,7 +45,7 @@ def name_pattern(*stages: str) -> str:
 
 
 @dataclass(frozen=True)
-class Model:
+class ModelId:
     """A model's identity. `task` / `length` are set for post-trained models only (what they were trained on)."""
 
     stage: str  # base | mid | post
@@ -67,22 +67,22 @@ class Model:
 
 
 def mid_name(method: str, seed: int | str) -> str:
-    return Model("mid", method, seed).name
+    return ModelId("mid", method, seed).name
 
 
 def post_name(task: str, length: int | str, method: str, seed: int | str) -> str:
-    return Model("post", method, seed, task, length).name
+    return ModelId("post", method, seed, task, length).name
 
 
-def parse_model(name: str) -> Model:
+def parse_model(name: str) -> ModelId:
     """The identity of a model name: `base`, `mid-{method}-s{seed}` or `post-{task}-{length}-{method}-s{seed}`."""
     if name == BASE:
-        return Model(BASE)
+        return ModelId(BASE)
     for stage, parser in _PARSERS.items():
         if m := parser.match(name):
             groups = m.groupdict()
             length = int(groups["length"]) if "length" in groups else None
-            return Model(stage, groups["method"], int(groups["seed"]), groups.get("task"), length)
+            return ModelId(stage, groups["method"], int(groups["seed"]), groups.get("task"), length)
     raise ValueError(f"model name {name!r} is not {BASE}, {TEMPLATES['mid']} or {TEMPLATES['post']}")
 
 

@@ -74,3 +74,18 @@ def test_cli_reports_bad_input_in_one_line(monkeypatch, capsys, error, line):
     assert cli.main(["env"]) == 2
     err = capsys.readouterr().err
     assert line in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_threads_come_from_the_argument_else_the_environment(monkeypatch):
+    import torch
+
+    from refine.config import set_threads
+
+    monkeypatch.setenv("REFINE_THREADS", "2")
+    try:
+        set_threads()
+        assert torch.get_num_threads() == 2
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)  # the suite's setting (conftest)

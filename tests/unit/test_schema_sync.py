@@ -12,7 +12,7 @@ from refine.data.niah import NiahConfig as NiahDataConfig
 from refine.data.qa import QAConfig
 from refine.data.tokenizer import TokenizerConfig
 from refine.evaluate.generation import GenerationConfig
-from refine.evaluate.lmeval.harness import NiahConfig as NiahEvalConfig
+from refine.evaluate.lmeval.harness import NiahEvalConfig
 from refine.rl.config import RefineConfig
 from refine.train.config import MidConfig, OptimConfig, PostConfig, PretrainConfig, TTTConfig
 
@@ -70,3 +70,27 @@ def test_tiny_overrides_are_the_model_configs_fields(arch):
     fields = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
     allowed = SCHEMA["properties"]["base"]["properties"]["tiny"]["properties"][arch]["propertyNames"]["enum"]
     assert set(allowed) == fields - {"vocab_size", "pad_token_id", "eos_token_id"}
+
+
+def schema_defaults(node: dict) -> dict:
+    """Property name -> `default` of a schema node, through allOf / $ref (the section's own entries win)."""
+    found = {}
+    for part in node.get("allOf", []):
+        found |= schema_defaults(SCHEMA["$defs"][part["$ref"].rsplit("/", 1)[1]])
+    found |= {name: prop["default"] for name, prop in node.get("properties", {}).items() if "default" in prop}
+    return found
+
+
+def dataclass_default(cls, name: str):
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_schema_defaults_are_the_dataclass_defaults(section):
+    """One source of defaults: a default the schema states (so the workflow can check it at DAG build) is the
+    dataclass's, field by field."""
+    cls, _ = SECTIONS[section]
+    stated = schema_defaults(SCHEMA["properties"][section])
+    assert {name: dataclass_default(cls, name) for name in stated} == stated

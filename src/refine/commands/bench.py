@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from refine.config import set_threads
+
 #: decode-memory model name -> the tiny config it runs (``refine.bench.models.MODELS``)
 DECODE_MODELS = {"deltanet": "deltanet-tiny", "lact": "lact-tiny"}
 
@@ -66,9 +68,8 @@ def decode_memory(name: str, contexts: list[int]) -> dict:
 
 
 def run_kernels(args) -> int:
-    import torch
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     timing = time_delta_rule(args.length, args.batch, args.heads, args.head_dim, args.repeats)
     print(
         f"delta rule fwd+bwd, L={timing['length']} (B={args.batch} H={args.heads} K=V={args.head_dim}, fp32): "
@@ -85,14 +86,13 @@ def run_kernels(args) -> int:
 
 
 def run_refine(args) -> int:
-    import torch
 
     from refine.bench.models import BENCH_VOCAB
     from refine.config import load_cfg
     from refine.rl.bench import bench_refine, format_result
     from refine.rl.config import RefineConfig
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = RefineConfig.from_dict(load_cfg(args.cfg))
     results = [bench_refine(arch, args.length, args.batch, BENCH_VOCAB, cfg, args.repeats) for arch in args.archs]
     for result in results:
@@ -113,8 +113,7 @@ def run_gpu(args) -> int:
     from refine.bench.steps import H100_BF16_DENSE_FLOPS, StepBench, run_grid
     from refine.rl.config import RefineConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision or ("bf16" if device.startswith("cuda") else "fp32")
     refine = RefineConfig(c=args.c, k=args.k, n=args.n, rollout=args.engine)
@@ -140,6 +139,21 @@ def run_gpu(args) -> int:
     ]
     out = run_grid(specs, args.json, fallback=args.fallback)
     return 0 if all(row["status"] == "ok" for row in out["runs"]) else 1
+
+
+def run_memory(args) -> int:
+    from refine.bench.memory import Setup, memory_table
+
+    setups = [
+        Setup(args.micro_batch, length, method, args.checkpointing, args.fused_ce, args.precision, world)
+        for length in args.lengths
+        for method in args.methods
+        for world in args.worlds
+    ]
+    rows = memory_table(args.models, setups, args.gpu_peaks)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
 
 
 def add_parser(subparsers) -> None:
@@ -201,3 +215,15 @@ def add_parser(subparsers) -> None:
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--json", help="write the results here, rewritten after every measurement")
     g.set_defaults(func=run_gpu)
+    m = sub.add_parser("memory", help="predicted peak memory per GPU (no GPU): static + activations fitted on CPU")
+    m.add_argument("--models", type=_csv(str), default=["deltanet-1.3b", "lact-760m"], help="comma list (see gpu)")
+    m.add_argument("--lengths", type=_csv(int), default=[4096, 8192, 16384], help="comma list of sequence lengths")
+    m.add_argument("--methods", type=_csv(str), default=["sft", "refine"], help="comma list of sft, refine")
+    m.add_argument("--worlds", type=_csv(int), default=[1, 8], help="comma list of GPU counts (> 1: FSDP)")
+    m.add_argument("--micro-batch", type=int, default=2, help="sequences per GPU (paper: 2)")
+    m.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    m.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    m.add_argument("--fused-ce", action=argparse.BooleanOptionalAction, default=True)
+    m.add_argument("--gpu-peaks", help="a `refine bench gpu` JSON: rescale the activations to its measured peaks")
+    m.add_argument("--json", help="also write the predictions to this JSON file")
+    m.set_defaults(func=run_memory)

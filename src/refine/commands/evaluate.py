@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
 def _niah(args, todo: list, device: str, cfg_dict: dict):
     """All NIAH cells in one lm-eval run (local jsonl files, or lm-eval's built-in tasks)."""
     from refine.config import from_dict
-    from refine.evaluate.lmeval.harness import NiahConfig, run_builtin_niah, run_niah
+    from refine.evaluate.lmeval.harness import NiahEvalConfig, run_builtin_niah, run_niah
 
-    cfg = from_dict(NiahConfig, cfg_dict, where="--cfg")
+    cfg = from_dict(NiahEvalConfig, cfg_dict, where="--cfg")
     if not cfg.builtin and any(c.data is None for c in todo):
         raise ValueError("refine evaluate niah: --data is required unless the config sets builtin: true")
     max_length = cfg.max_length or max(c.length for c in todo) + cfg.max_gen_toks
@@ -113,7 +113,7 @@ def add_parser(subparsers) -> None:
         f = families.add_parser(family, help=text, description=__doc__)
         f.add_argument("--model", required=True, help="checkpoint folder")
         f.add_argument(
-            "--cfg", default=None, help="JSON object or YAML/JSON file (a NiahConfig, ShortConfig or GenerationConfig)"
+            "--cfg", default=None, help="JSON object or YAML/JSON file (a NiahEvalConfig, ShortConfig or GenerationConfig)"
         )
         f.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
         f.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])

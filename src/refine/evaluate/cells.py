@@ -45,7 +45,7 @@ def make_cells(
 def record_fields(
     *, experiment: str, arch: str, model: str, cell: Cell, family: str, ttt: str = "none", model_run=None, ttt_run=None
 ) -> dict[str, Any]:
-    """The identity fields of a cell's record: the model's (`refine.experiment.Model.fields`), the REFINE
+    """The identity fields of a cell's record: the model's (`refine.experiment.ModelId.fields`), the REFINE
     settings it was trained with (`model_run`: its checkpoint's run info, None for base / SFT) and, for
     test-time training, the TTT's own (`ttt_run`: a RefineConfig, None for `ttt: none` / `sft`)."""
     if ttt not in TTT_MODES:

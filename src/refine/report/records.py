@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from refine.data.longbench import TASK_KEYS
-from refine.experiment import BASE, Model
+from refine.experiment import BASE, ModelId
 
 ARCHS = ("lact", "deltanet")
 ARCH_NAMES = {"lact": "LaCT", "deltanet": "DeltaNet"}
@@ -16,7 +16,7 @@ LENGTHS = ("4K", "8K", "16K")
 # Spec 7.4: which lm-eval task each Table 3 family is (S inferred, MK probable); override per call.
 NIAH_FAMILIES = {"S": "niah_single_1", "MK": "niah_multikey_1", "MQ": "niah_multiquery", "MV": "niah_multivalue"}
 QA_TASKS = {"squad": "SQuADQA", "hotpot": "HotpotQA"}
-IDENTITY = tuple(Model(BASE).fields())  # model, stage, method, seed, post_task, post_length
+IDENTITY = tuple(ModelId(BASE).fields())  # model, stage, method, seed, post_task, post_length
 LONGBENCH = TASK_KEYS  # LongBench task name -> Table 5 column
 # Table E.1 (spec 7.6; family "short"): record task, a `{lm-eval task}-{metric}` cell (refine.evaluate.lmeval.short)
 # -> (column group, column). The paper's columns, then the local offline tasks an offline config runs instead.
@@ -63,7 +63,7 @@ def _own_task(row: pd.Series) -> bool:
 
 
 def normalize(records: pd.DataFrame) -> pd.DataFrame:
-    """Add ``task_key`` and ``own_task`` to the records' identity fields (``refine.experiment.Model.fields``)."""
+    """Add ``task_key`` and ``own_task`` to the records' identity fields (``refine.experiment.ModelId.fields``)."""
     df = records.copy()
     missing = [c for c in IDENTITY if c not in df]
     if missing:

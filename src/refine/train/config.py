@@ -8,35 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from refine.config import from_dict
 from refine.evaluate.generation import GenerationConfig
 from refine.rl.config import RefineConfig
-
-T = TypeVar("T")
-
-
-def merge(obj: T, data: dict[str, Any] | None, where: str = "") -> T:
-    """A copy of dataclass `obj` with `data` applied; nested dataclass fields merge recursively.
-
-    Unknown keys raise ValueError naming them and where they were found; lists become tuples where the
-    current value is a tuple.
-    """
-    data = dict(data or {})
-    where = where or type(obj).__name__
-    names = {f.name for f in dataclasses.fields(obj)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    updates = {}
-    for key, value in data.items():
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            value = merge(current, value, f"{where}.{key}")
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)
-        updates[key] = value
-    return dataclasses.replace(obj, **updates)
 
 
 @dataclass(frozen=True)
@@ -73,7 +49,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None):
         """This stage's defaults with `data` applied (unknown keys rejected, naming them)."""
-        return merge(cls(), data)
+        return from_dict(cls, data)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from refine.checkpoint import load_pretrained, stamp_run
 from refine.data.batching import encode_prompt_answer, encode_prompts
 from refine.data.io import read_column, read_rows
@@ -38,7 +39,7 @@ def seed_everything(seed: int) -> None:
 
 
 def run_fields(identity: dict | None, refine: RefineConfig | None) -> dict:
-    """A run's identity (`arch` and `refine.experiment.Model.fields`) with its resolved REFINE settings."""
+    """A run's identity (`arch` and `refine.experiment.ModelId.fields`) with its resolved REFINE settings."""
     return {**(identity or {}), **refine_fields(refine)}
 
 
@@ -78,9 +79,10 @@ def pretrain(
     identity=None,
 ):
     """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models). `identity`
-    (each stage): the run's `arch` and `refine.experiment.Model.fields`, for the checkpoint and metrics."""
-    from refine.models.tiny import tiny_config
+    (each stage): the run's `arch` and `refine.experiment.ModelId.fields`, for the checkpoint and metrics."""
     from transformers import AutoModelForCausalLM
+
+    from refine.models.tiny import tiny_config
 
     dist = dist or init_distributed()
     tok = load_tokenizer(tokenizer)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from refine.config import set_threads
 from refine.train.config import RunConfig, StageConfig
 from refine.train.distributed import STRATEGIES, Dist, shard_model
 from refine.train.divergence import DivergenceGuard, check_finite_weights
@@ -54,13 +54,6 @@ class BatchPlan:
         else:
             order = torch.arange(self.n_items)
         return order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
-
-
-def set_threads(threads: int) -> None:
-    """torch intra-op threads from the config, else $REFINE_THREADS, else torch's default."""
-    n = threads or int(os.environ.get("REFINE_THREADS", "0"))
-    if n:
-        torch.set_num_threads(n)
 
 
 class Trainer:

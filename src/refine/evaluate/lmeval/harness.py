@@ -24,7 +24,7 @@ NIAH_FIELDS = ("input", "outputs", "gen_prefix", "max_length")
 
 
 @dataclass
-class NiahConfig:
+class NiahEvalConfig:
     max_length: int | None = None  # HFLM context limit; default: the longest sequence length + max_gen_toks
     max_gen_toks: int = 128  # lm-eval's RULER NIAH value (niah_single_1.yaml)
     batch_size: int = 1
