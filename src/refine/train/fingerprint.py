@@ -26,7 +26,7 @@ def content_hash(path: Path | str) -> str:
         with path.open("rb") as f:
             return hashlib.file_digest(f, "sha1").hexdigest()
     if not path.is_dir():
-        raise FileNotFoundError(f"training input {path} does not exist")
+        raise FileNotFoundError(f"training input {path} is not a local file or directory (a resumable run hashes it)")
     h = hashlib.sha1()
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path)
