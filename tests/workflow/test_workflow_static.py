@@ -81,7 +81,10 @@ def _with_override(tmp_path: Path, override: dict, *args: str) -> subprocess.Com
         ({"pretrain": {"model": {"hidden_size": 64}}}, "'model'"),
         ({"corpus": {"style_weights": {"prosee": 1.0}}}, "prosee"),
         ({"length_labels": ["4K", "8K", "16K"]}, "length_labels: 3 labels for 2 lengths"),
-        ({"lengths": [512, 512], "length_labels": ["4K", "8K"]}, "non-unique"),
+        (
+            {"lengths": [512, 512], "length_labels": ["4K", "8K"]},
+            "Failed validating 'uniqueItems' in schema['properties']['lengths']",
+        ),
         ({"mid": {"micro_batch_size": 4}}, "mid.micro_batch_size: 4 sequences exceed mid.batch_size (2)"),
         (
             {"post": {"refine": {"mini_batch_size": 3}}},
