@@ -99,6 +99,27 @@ def reshard(model: torch.nn.Module) -> None:
             module.reshard()
 
 
+def hold_gradients(model: torch.nn.Module) -> None:
+    """Before a backward of a sharded model: accumulate the gradients locally, unreduced (`reduce_gradients`).
+
+    A sharded module reduce-scatters in the backward of each of its uses, so a snapshot trunk of S segments
+    would communicate S times per step; held gradients are reduced once per optimizer step, like `ddp`'s.
+    """
+    model.set_requires_gradient_sync(False)
+
+
+def reduce_gradients(model: torch.nn.Module) -> None:
+    """Reduce-scatter (average over ranks) the gradients held since the last step into the shards, then reshard.
+
+    FSDP2 reduces in backward only, so this runs a zero-weighted backward of a one-token forward with sync on:
+    every module adds exact zeros to what it holds and reduce-scatters the sum.
+    """
+    model.set_requires_gradient_sync(True)
+    token = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
+    (model(token).logits.sum() * 0).backward()
+    reshard(model)
+
+
 def init_distributed() -> Dist:
     """Join the torchrun job if launched by torchrun (gloo on CPU, nccl on CUDA); else a 1-process Dist."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

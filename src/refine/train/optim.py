@@ -9,7 +9,7 @@ import torch
 from torch.distributed.tensor import DTensor
 
 from refine.train.config import OptimConfig
-from refine.train.distributed import Dist, is_sharded, reshard
+from refine.train.distributed import Dist, hold_gradients, is_sharded, reduce_gradients
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -37,8 +37,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
 class OptimizerStep:
     """`step(loss)`: backward, average gradients over ranks, clip the norm, AdamW step, zero the grads.
 
-    With a sharded (FSDP2) model, backward has already averaged the gradient shards over ranks, and the
-    norm is that of the whole gradient (the shards' norms combined), so clipping matches `ddp`'s.
+    With a sharded (FSDP2) model, backward accumulates unreduced gradients and `apply` averages them over
+    ranks into the shards; the norm is that of the whole gradient (the shards' norms combined), so clipping
+    matches `ddp`'s.
 
     A non-finite gradient norm (e.g. from a NaN loss) skips the update, so nothing non-finite reaches the
     weights or the AdamW moments; `skipped` counts such steps and `taken` the applied ones. `backward` and
@@ -54,13 +55,15 @@ class OptimizerStep:
         """Accumulate the gradients of `loss` (outside autocast: backward runs in the forward's dtypes)."""
         device_type = loss.device.type
         ctx = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu") else nullcontext()
+        if is_sharded(self.model):
+            hold_gradients(self.model)
         with ctx:
             loss.backward()
 
     def apply(self) -> dict[str, float]:
         """Reduce, clip and apply the accumulated gradients; returns the pre-clip grad norm."""
         if is_sharded(self.model):
-            reshard(self.model)  # drop the gathered weights: the step changes the shards, the next forward regathers
+            reduce_gradients(self.model)  # and reshards: the step changes the shards, the next forward regathers
         else:
             self.dist.average_gradients([p for p in self.model.parameters() if p.requires_grad])
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
