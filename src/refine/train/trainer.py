@@ -59,7 +59,9 @@ class BatchPlan:
 class Trainer:
     """Owns the model's optimizer, schedule, RNG and state for one run on this rank.
 
-    The model keeps fp32 (master) weights; `autocast()` gives the bf16 forward on GPU (spec 4.9).
+    The model keeps fp32 (master) weights; `autocast()` gives the bf16 forward on GPU (spec 4.9). With
+    `strategy: fsdp` and several ranks the model is sharded (FSDP2, `refine.train.distributed.shard_model`)
+    before the optimizer is built; one process always trains it whole.
     `generator` drives every sampling the update does (rollouts); it is per rank and part of the state.
     """
 
