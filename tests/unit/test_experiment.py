@@ -28,7 +28,9 @@ def test_names_parse_and_rebuild(name, stage, method, seed, task, length):
 
 
 def test_builders_match_the_parser_and_the_wildcard_patterns():
-    assert X.mid_name("refine", 3) == "mid-refine-s3" and X.parse_model("mid-refine-s3") == X.ModelId("mid", "refine", 3)
+    assert X.mid_name("refine", 3) == "mid-refine-s3" and X.parse_model("mid-refine-s3") == X.ModelId(
+        "mid", "refine", 3
+    )
     assert X.post_name("ruler_hotpotqa", 1024, "sft", 0) == "post-ruler_hotpotqa-1024-sft-s0"
     assert X.mid_name("{method}", "{seed}") == "mid-{method}-s{seed}"  # the same builders make Snakemake patterns
     assert not re.fullmatch(X.name_pattern("base", "mid"), "post-ruler_hotpotqa-1024-sft-s0")

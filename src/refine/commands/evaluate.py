@@ -113,7 +113,9 @@ def add_parser(subparsers) -> None:
         f = families.add_parser(family, help=text, description=__doc__)
         f.add_argument("--model", required=True, help="checkpoint folder")
         f.add_argument(
-            "--cfg", default=None, help="JSON object or YAML/JSON file (a NiahEvalConfig, ShortConfig or GenerationConfig)"
+            "--cfg",
+            default=None,
+            help="JSON object or YAML/JSON file (a NiahEvalConfig, ShortConfig or GenerationConfig)",
         )
         f.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
         f.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
