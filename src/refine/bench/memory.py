@@ -18,8 +18,10 @@ The model (docs/design.md, "Memory model"): peak = static + activations.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -35,13 +37,14 @@ def peak_bytes(fn: Callable[[], object], device: torch.device | str | None = Non
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
     from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import Action, MemoryProfile  # the engine of export_memory_timeline
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
+    # the allocator's "[memory]" events: +bytes per allocation, -bytes per free (what export_memory_timeline reads)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     current = peak = 0
-    for _, action, _, size in sorted(MemoryProfile(prof.profiler.kineto_results).timeline, key=lambda e: e[0]):
-        current += size if action == Action.CREATE else -size if action == Action.DESTROY else 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        current += event.nbytes()
         peak = max(peak, current)
     return peak
 
@@ -99,6 +102,7 @@ class Setup:
     fused_ce: bool = True
     precision: str = "bf16"
     world: int = 1
+    device: str = "cuda"
 
     @property
     def switches(self) -> tuple:
@@ -123,6 +127,13 @@ def static_bytes(shapes: Shapes, setup: Setup) -> float:
     elif setup.precision == "bf16":
         out += 2 * shapes.matmul_params
     return out
+
+
+def optimizer_bytes(shapes: Shapes, setup: Setup) -> float:
+    """The optimizer step's transient: on CUDA AdamW runs `foreach`, whose `_foreach_sqrt` of the second moments
+    allocates 4 bytes per (local) parameter at once (torch/optim/adam.py, `_multi_tensor_adam`); on CPU the
+    per-parameter loop allocates one tensor's worth (left to the calibration's constant)."""
+    return 4 * shapes.params / setup.world if setup.device == "cuda" else 0.0
 
 
 def features(shapes: Shapes, setup: Setup) -> list[float]:
@@ -169,12 +180,20 @@ def rescale(calibration: Calibration, runs: list[tuple[Shapes, Setup, float]], s
 
 
 def predict(shapes: Shapes, setup: Setup, calibration: Calibration) -> dict:
-    """Predicted peak bytes per GPU, its two parts, and the GPU classes of :data:`GPU_MIB` it fits in."""
+    """Predicted peak bytes per GPU: static + the larger of the activations (forward/backward) and the optimizer
+    step's transient (the activations are gone by then); its parts; the GPU classes of :data:`GPU_MIB` it fits."""
     static = static_bytes(shapes, setup)
     activations = calibration.activation_bytes(shapes, setup)
-    peak = static + activations
+    optimizer = optimizer_bytes(shapes, setup)
+    peak = static + max(activations, optimizer)
     fits = [name for name, mib in GPU_MIB.items() if peak + HEADROOM <= mib * 2**20]
-    return {"static_bytes": static, "activation_bytes": activations, "peak_bytes": peak, "fits": fits}
+    return {
+        "static_bytes": static,
+        "activation_bytes": activations,
+        "optimizer_bytes": optimizer,
+        "peak_bytes": peak,
+        "fits": fits,
+    }
 
 
 # --- calibration on CPU -------------------------------------------------------------------------------------------
@@ -185,13 +204,14 @@ FAMILIES = {
     "delta_net": ("deltanet-tiny", lambda d: {"num_heads": max(1, d // 128)}),
     "lact_swiglu": ("lact-tiny", lambda d: {"num_attn_heads": max(1, d // 64), "num_lact_heads": max(1, d // 128)}),
 }
-#: (layers, hidden, vocab, length, micro-batch) of the calibration runs: every feature varies independently
+#: (layers, hidden, vocab, length, micro-batch) of the calibration runs: every feature varies independently, and
+#: the lengths are long enough for the per-layer term to stand out from the weights under checkpointing
 CALIBRATION_SIZES = (
-    (2, 128, 512, 256, 1),
-    (2, 128, 512, 512, 1),
-    (4, 128, 512, 256, 1),
-    (4, 128, 512, 512, 2),
-    (2, 128, 2048, 256, 1),
+    (2, 128, 512, 1024, 1),
+    (2, 128, 512, 2048, 1),
+    (4, 128, 512, 1024, 1),
+    (4, 128, 512, 2048, 2),
+    (2, 128, 2048, 1024, 1),
 )
 
 
@@ -205,7 +225,7 @@ def measure_peak(model_type: str, size: tuple[int, ...], setup: Setup) -> tuple[
     from refine.bench.steps import StepBench, measure
 
     layers, hidden, vocab, length, batch = size
-    setup = dataclasses.replace(setup, micro_batch=batch, length=length, precision="fp32", world=1)
+    setup = dataclasses.replace(setup, micro_batch=batch, length=length, precision="fp32", world=1, device="cpu")
     spec = StepBench(
         FAMILIES[model_type][0],
         length,
@@ -222,7 +242,60 @@ def measure_peak(model_type: str, size: tuple[int, ...], setup: Setup) -> tuple[
     return Shapes.of(spec.config()), setup, float(measure(spec)["peak_bytes"])
 
 
-def calibrate_cpu(model_type: str, setup: Setup) -> Calibration:
-    """Fit ``model_type``'s activation coefficients for ``setup.switches`` to CPU runs at CALIBRATION_SIZES."""
-    runs = [measure_peak(model_type, size, setup) for size in CALIBRATION_SIZES]
+def calibrate_cpu(model_type: str, setup: Setup, sizes=CALIBRATION_SIZES) -> Calibration:
+    """Fit ``model_type``'s activation coefficients for ``setup.switches`` to CPU runs at ``sizes``."""
+    runs = [measure_peak(model_type, size, setup) for size in sizes]
     return fit(runs, f"CPU fp32 fit to {len(runs)} runs of small {model_type} models")
+
+
+def measured_runs(path: Path | str) -> list[tuple[str, Shapes, Setup, float]]:
+    """The successful rows of a `refine bench gpu` JSON as (model type, shapes, setup, peak bytes)."""
+    from refine.bench.steps import StepBench
+
+    out = []
+    for row in json.loads(Path(path).read_text())["runs"]:
+        if row["status"] != "ok":
+            continue
+        fields = {f.name for f in dataclasses.fields(StepBench)} - {"refine"}
+        config = StepBench(**{k: v for k, v in row.items() if k in fields}).config()
+        device = "cuda" if row["device"].startswith("cuda") else "cpu"
+        switches = (row["method"], row["checkpointing"], row["fused_ce"], row["precision"])
+        setup = Setup(row["micro_batch"], row["length"], *switches, device=device)
+        out.append((config.model_type, Shapes.of(config), setup, float(row["peak_bytes"])))
+    return out
+
+
+def memory_table(models: list[str], setups: list[Setup], gpu_peaks: Path | str | None = None, echo=print) -> list:
+    """Predictions for every model x setup, printed one line each; the CPU calibration of each family and switch
+    set runs once (and is rescaled to the matching rows of ``gpu_peaks`` if any)."""
+    from refine.bench.models import bench_config
+
+    measured = measured_runs(gpu_peaks) if gpu_peaks else []
+    calibrations, rows = {}, []
+    for name in models:
+        for setup in setups:
+            config = bench_config(name, fused_ce=setup.fused_ce, fused_modules=True)
+            key = (config.model_type, setup.switches)
+            if key not in calibrations:
+                calibrations[key] = calibrate_cpu(config.model_type, setup)
+                same = [run[1:] for run in measured if (run[0], run[2].switches) == key]
+                if same:
+                    calibrations[key] = rescale(calibrations[key], same, f"{len(same)} measured rows of {gpu_peaks}")
+            shapes = Shapes.of(config)
+            row = {"model": name, **dataclasses.asdict(setup), **predict(shapes, setup, calibrations[key])}
+            row["calibration"] = calibrations[key].source
+            rows.append(row)
+            echo(format_prediction(row))
+    return rows
+
+
+def format_prediction(row: dict) -> str:
+    """One readable line per prediction."""
+    gib = 2**30
+    switches = f"ckpt {'on' if row['checkpointing'] else 'off'}, fused CE {'on' if row['fused_ce'] else 'off'}"
+    where = f"FSDP x{row['world']}" if row["world"] > 1 else "1 GPU"
+    return (
+        f"{row['model']} {row['method']} L={row['length']} B={row['micro_batch']} {row['precision']} ({switches}), "
+        f"{where}: {row['peak_bytes'] / gib:.1f} GiB (static {row['static_bytes'] / gib:.1f} + activations "
+        f"{row['activation_bytes'] / gib:.1f}); fits: {', '.join(row['fits']) or 'none of ' + '/'.join(GPU_MIB)}"
+    )
