@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import refine  # noqa: F401  (registration)
-from refine.models.lact import LaCTCache, LaCTConfig, LaCTForCausalLM
+from refine.models.lact import LaCTConfig, LaCTForCausalLM
+from refine.models.lact_cache import LaCTCache
 from refine.models.tiny import lact_760m_config, tiny_config
 from refine.ops.lact_ttt import l2_normalize, lact_swiglu_reference
 from refine.ops.window_attn import rotary_embedding, window_attention_reference

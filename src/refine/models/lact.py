@@ -19,7 +19,6 @@ padding.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -36,7 +35,16 @@ from refine.models.base import (
     current_mask,
     resolve_cache,
 )
-from refine.models.cache import FastWeightCache, LayerState
+from refine.models.cache import LayerState
+from refine.models.lact_cache import (
+    PENDING,
+    LaCTCache,
+    cache_entry,
+    repeat_rows,
+    stack_states,
+    unstack_states,
+    zip_states,
+)
 from refine.models.mlp import GatedMLP
 from refine.ops.lact_ttt import FastWeightState, init_state, l2_normalize, lact_swiglu_continue
 from refine.ops.rmsnorm import RMSNorm
@@ -281,18 +289,18 @@ class LaCTLayer(nn.Module):
             lengths = [fw_state.pending_len] * batch
         else:  # each row on its own: another chunk phase, or (pad_invariant) only its real tokens
             out = fv.new_zeros(batch, nh, seq_len, self.fw_head_dim)
-            rows = _unstack(fw_state, lengths)
+            rows = unstack_states(fw_state, lengths)
             for b in range(batch):
                 cols = slice(None) if real is None else real[b].nonzero().squeeze(1)
                 if real is not None and not real[b].any():
                     continue
                 out_b, rows[b] = self._run(rows[b], tuple(None if t is None else t[b : b + 1, :, cols] for t in inputs))
                 out[b][:, cols] = out_b[0].to(out.dtype)
-            fw_state, lengths = _stack(rows), [row.pending_len for row in rows]
+            fw_state, lengths = stack_states(rows), [row.pending_len for row in rows]
         out = self.ttt_norm(out.transpose(1, 2))  # [B, T, nh, dfw], per-head norm (layer:405)
         if cfg.learnable_ttt_scale:
             out = out * F.silu(self.ttt_scale_proj(x))[..., None]  # layer:406-409
-        return out.flatten(-2), _cache_entry(fw_state, batch, lengths)
+        return out.flatten(-2), cache_entry(fw_state, batch, lengths)
 
     def _run(self, state: FastWeightState, inputs) -> tuple[torch.Tensor, FastWeightState]:
         """The chunked fast-weight op on inputs ``[n, nh, T, c]`` (heads folded into rows)."""
@@ -308,9 +316,9 @@ class LaCTLayer(nn.Module):
         cfg = self.config
         start = init_state(*self.initial_weights(), prenorm=cfg.ttt_prenorm, use_momentum=cfg.use_momentum)
         if not entry:
-            return _zip_states([start], lambda ts: _repeat_rows(ts[0], batch)), [0] * batch
+            return zip_states([start], lambda ts: repeat_rows(ts[0], batch)), [0] * batch
         lengths = entry["pending_len"].tolist()
-        # equal lengths: cut the chunks to it; else keep them right-aligned and padded (_unstack cuts each)
+        # equal lengths: cut the chunks to it; else keep them right-aligned and padded (unstack_states cuts each)
         keep = lengths[0] if len(set(lengths)) == 1 else None
 
         def rows(name: str, keep: int | None = None) -> torch.Tensor:
@@ -318,152 +326,14 @@ class LaCTLayer(nn.Module):
             return t.flatten(0, 1)
 
         triple = lambda prefix: tuple(rows(f"{prefix}{i}") for i in range(3))
-        pending = tuple(rows(f"pending_{n}", keep) if f"pending_{n}" in entry else None for n in _PENDING)
+        pending = tuple(rows(f"pending_{n}", keep) if f"pending_{n}" in entry else None for n in PENDING)
         return FastWeightState(
             weights=triple("w"),
-            norms=tuple(_repeat_rows(n, batch) for n in start.norms),
+            norms=tuple(repeat_rows(n, batch) for n in start.norms),
             main=triple("main") if cfg.ttt_prenorm else None,
             momentum=triple("dw") if cfg.use_momentum else None,
             pending=pending if max(lengths) else None,
         ), lengths
-
-
-def _repeat_rows(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """``[nh, ...] -> [batch * nh, ...]``, batch-major (``.repeat(batch_size, 1, 1)``, layer:363-370)."""
-    return t.repeat(batch, *(1,) * (t.dim() - 1))
-
-
-#: names of the pending-chunk tensors in the cache (order of FastWeightState.pending)
-_PENDING = ("k", "v", "lr0", "lr1", "lr2", "momentum")
-
-
-def _zip_states(states: list[FastWeightState], fn) -> FastWeightState:
-    """Combine the matching tensors of several states with ``fn(list_of_tensors)`` (None stays None)."""
-
-    def group(get):
-        first = get(states[0])
-        if first is None:
-            return None
-        return tuple(None if first[i] is None else fn([get(s)[i] for s in states]) for i in range(len(first)))
-
-    return FastWeightState(
-        weights=group(lambda s: s.weights),
-        norms=group(lambda s: s.norms),
-        main=group(lambda s: s.main),
-        momentum=group(lambda s: s.momentum),
-        pending=group(lambda s: s.pending),
-    )
-
-
-def _unstack(state: FastWeightState, lengths: list[int]) -> list[FastWeightState]:
-    """Per-row states (views) of a batched one whose pending chunks are right-aligned in a common width."""
-    batch = len(lengths)
-    rows = [_zip_states([state], lambda ts, b=b: ts[0].chunk(batch, dim=0)[b]) for b in range(batch)]
-    return [
-        replace(
-            row,
-            pending=tuple(None if t is None else t[:, t.shape[1] - n :] for t in row.pending) if n else None,
-        )
-        for row, n in zip(rows, lengths)
-    ]
-
-
-def _stack(rows: list[FastWeightState]) -> FastWeightState:
-    """One batched state from per-row states (pending chunks right-aligned, zero-padded to one width)."""
-    width = max(row.pending_len for row in rows)
-    template = next((row.pending for row in rows if row.pending is not None), None)
-
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, 0, width - t.shape[1], 0))
-
-    rows = [
-        replace(
-            row,
-            pending=tuple(
-                None if ref is None else pad(ref[:, :0] if row.pending is None else row.pending[i])
-                for i, ref in enumerate(template)
-            ),
-        )
-        if template is not None
-        else row
-        for row in rows
-    ]
-    return _zip_states(rows, lambda ts: torch.cat(ts, dim=0))
-
-
-def _cache_entry(state: FastWeightState, batch: int, lengths: list[int]) -> LayerState:
-    """The layer's cache entry: ``[B, nh, ...]`` views of a batched state plus ``pending_len: [B]``."""
-    rows = lambda t: t.unflatten(0, (batch, -1))
-    entry = {f"w{i}": rows(w) for i, w in enumerate(state.weights)}
-    if state.main is not None:
-        entry.update({f"main{i}": rows(w) for i, w in enumerate(state.main)})
-    if state.momentum is not None:
-        entry.update({f"dw{i}": rows(w) for i, w in enumerate(state.momentum)})
-    if state.pending is not None:
-        entry.update({f"pending_{n}": rows(t) for n, t in zip(_PENDING, state.pending) if t is not None})
-    entry["pending_len"] = torch.tensor(lengths, device=state.weights[0].device)
-    return entry
-
-
-class LaCTCache(FastWeightCache):
-    """Recurrent LaCT state, per layer (all ``[B, ...]``).
-
-    ``w0, w1, w2``: fast weights after the last completed chunk (+ ``main0..2`` accumulators for
-    ``ttt_prenorm``, ``dw0..2`` momentum buffers); ``pending_{k,v,lr0,lr1,lr2,momentum}``: the current chunk's
-    inputs (``[B, nh, P, c]``, right-aligned, ``pending_len: [B]``); ``attn_k, attn_v``: the last
-    ``window_size - 1`` rotated keys/values. The running attention mask (base class) masks cached pad keys and
-    gives the pad-invariant positions. Apart from that mask (one int per past token, kept only when masks are
-    passed) the size is flat in the sequence length. ``row_seen [B]`` (None while every row has seen
-    ``seen_tokens``) counts each row's own tokens, pads included, after :meth:`cat` of caches with different
-    histories: the official mode's rotary positions continue from it.
-    """
-
-    def __init__(self, num_layers: int):
-        super().__init__(num_layers, track_attention_mask=True)
-        self.row_seen: torch.Tensor | None = None
-
-    def next_positions(self) -> torch.Tensor | int:
-        """Each row's next rotary position in the official mode (an int while all rows agree)."""
-        return self.seen_tokens if self.row_seen is None else self.row_seen[:, None]
-
-    def advance(self, num_tokens: int, attention_mask: torch.Tensor | None = None) -> None:
-        super().advance(num_tokens, attention_mask)
-        if self.row_seen is not None:
-            self.row_seen = self.row_seen + num_tokens
-
-    def _map(self, fn):
-        new = super()._map(fn)
-        new.row_seen = None if self.row_seen is None else fn(self.row_seen)
-        return new
-
-    @classmethod
-    def cat(cls, caches):
-        new = super().cat(caches)
-        if any(c.row_seen is not None or c.seen_tokens != new.seen_tokens for c in caches):
-            device = next(iter(new.states[0].values())).device
-            seen = [torch.full((c.batch_size,), c.seen_tokens) if c.row_seen is None else c.row_seen for c in caches]
-            new.row_seen = torch.cat([t.to(device) for t in seen])
-        return new
-
-    def _cat_layer(self, layers):
-        """Batch-concatenate, left-padding pending chunks and KV windows of different lengths with zeros.
-
-        Rows keep their own chunk phase and rotary positions (``row_seen`` in the official mode, real-token counts
-        under ``pad_invariant``), so each continues exactly as it would alone.
-        """
-
-        def pad_to(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-            return F.pad(t, (0, 0) * (t.dim() - dim - 1) + (size - t.shape[dim], 0))
-
-        padded = []
-        for layer in layers:
-            entry = dict(layer)
-            for name, dim in (("attn_k", 1), ("attn_v", 1), *((f"pending_{n}", 2) for n in _PENDING)):
-                if name in entry:
-                    size = max(other[name].shape[dim] for other in layers)
-                    entry[name] = pad_to(entry[name], dim, size)
-            padded.append(entry)
-        return super()._cat_layer(padded)
 
 
 class LaCTBlock(CheckpointedBlock):
