@@ -176,3 +176,26 @@ def test_per_rank_shares_the_global_mini_batch_and_slices():
     assert per_rank(RefineConfig(mini_batch_size=32), 4).slices is None
     with pytest.raises(ValueError, match="refine.slices 4 does not split over 8 ranks"):
         per_rank(RefineConfig(mini_batch_size=32, slices=4), 8)
+
+
+def test_fused_linear_ce_switch_sets_the_model_and_keeps_the_sft_step():
+    """`fused_linear_ce` turns the model's fused NTP path on for the run; the SFT update is unchanged."""
+    from refine.models.deltanet import DeltaNetForCausalLM
+    from refine.models.tiny import tiny_config
+    from refine.train.config import RunConfig
+    from refine.train.trainer import Trainer
+    from refine.train.updates import sft_update
+
+    ids = torch.randint(0, 64, (2, 48), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = DeltaNetForCausalLM(tiny_config("deltanet", 64))
+        trainer = Trainer(model, RunConfig(fused_linear_ce=fused), Dist(), seed=0, total_steps=1)
+        assert model.config.fuse_linear_cross_entropy is fused
+        out = sft_update(trainer.model, batch, 2, 1, trainer.opt)
+        results.append((out["loss"], [p.detach().clone() for p in model.parameters()]))
+    (loss_plain, w_plain), (loss_fused, w_fused) = results
+    assert loss_fused == pytest.approx(loss_plain, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(w_plain, w_fused))

@@ -195,6 +195,8 @@ def test_paper_dry_run_with_slurm_profile(with_longbench):
     if with_longbench:
         must |= {"eval_longbench", "ttt_longbench"}
     assert must <= seen, sorted(must - seen)
+    # GPU jobs share Triton's autotune cache on the (shared) results storage
+    assert "TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/results/.triton} torchrun" in proc.stdout
     prof = load_profile(SLURM_PROFILE)
     # a new training/evaluation rule must get its GPUs from the profile, not run on a CPU node by default
     compute = {r for r in seen if r.startswith(("train_", "eval_", "ttt_"))}

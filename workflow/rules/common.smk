@@ -72,8 +72,14 @@ def cfg_json(section, **extra):
 
 
 def launcher(wildcards, threads, resources):
-    """`refine` on <= 1 GPU; torchrun with one process per GPU inside a multi-GPU job (same arguments)."""
+    """`refine` on <= 1 GPU; torchrun with one process per GPU inside a multi-GPU job (same arguments).
+
+    GPU jobs keep Triton's compile/autotune cache under results/.triton (shared storage on a cluster, so later
+    jobs do not autotune again) unless TRITON_CACHE_DIR is set.
+    """
     env = f"REFINE_THREADS={threads}"
+    if resources.gpu > 0:
+        env += " TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$PWD/results/.triton}"
     if resources.gpu > 1:
         return f"{env} torchrun --standalone --nproc_per_node={resources.gpu} -m refine.cli"
     return f"{env} refine"

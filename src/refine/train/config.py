@@ -42,6 +42,7 @@ class RunConfig:
     threads: int = 0  # torch.set_num_threads; 0 = $REFINE_THREADS or torch's default
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     gradient_checkpointing: bool = False
+    fused_linear_ce: bool = False  # sets the model config's fuse_linear_cross_entropy for this run (no [L, V] logits)
     strategy: str = "ddp"  # ddp (whole model per rank) | fsdp (FSDP2 shards; refine.train.distributed)
     max_skipped_fraction: float = 0.25
     skip_window: int = 20

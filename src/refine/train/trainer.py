@@ -87,6 +87,8 @@ class Trainer:
                 model.gradient_checkpointing_enable()
             else:
                 log.warning("%s does not support gradient checkpointing; running without", type(model).__name__)
+        if cfg.fused_linear_ce:  # the training forward returns the loss without [B, L, V] logits (models/base.py)
+            model.config.fuse_linear_cross_entropy = True
         precision = cfg.precision if cfg.precision != "auto" else ("bf16" if dist.device.type == "cuda" else "fp32")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision: unknown {cfg.precision!r} (auto | fp32 | bf16)")
@@ -100,8 +102,8 @@ class Trainer:
         self.opt = OptimizerStep(model, self.optimizer, cfg.optim.grad_clip, dist)
         self.generator = torch.Generator(device=dist.device).manual_seed(seed * 1000 + dist.rank)
         self.state = TrainState(state, dist, fingerprint(cfg, desc, seed, inputs) if state else "")
-        self.guard = DivergenceGuard(cfg.max_skipped_fraction, cfg.skip_window, verbose=dist.main)
         self.metrics = MetricsLog(metrics, dist.main, state)
+        self.guard = DivergenceGuard(cfg.max_skipped_fraction, cfg.skip_window, verbose=dist.main)
         self.step = 0
 
     def autocast(self):
