@@ -204,14 +204,17 @@ FAMILIES = {
     "delta_net": ("deltanet-tiny", lambda d: {"num_heads": max(1, d // 128)}),
     "lact_swiglu": ("lact-tiny", lambda d: {"num_attn_heads": max(1, d // 64), "num_lact_heads": max(1, d // 128)}),
 }
-#: (layers, hidden, vocab, length, micro-batch) of the calibration runs: every feature varies independently, and
-#: the lengths are long enough for the per-layer term to stand out from the weights under checkpointing
+#: (layers, hidden, vocab, length, micro-batch) of the calibration runs: every feature varies independently, two
+#: widths (the least-squares fit is overdetermined), lengths long enough for the per-layer term to stand out from
+#: the weights under checkpointing
 CALIBRATION_SIZES = (
     (2, 128, 512, 1024, 1),
     (2, 128, 512, 2048, 1),
     (4, 128, 512, 1024, 1),
     (4, 128, 512, 2048, 2),
     (2, 128, 2048, 1024, 1),
+    (2, 256, 512, 1024, 1),
+    (4, 256, 1024, 2048, 1),
 )
 
 

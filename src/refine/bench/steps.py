@@ -111,7 +111,10 @@ def measure(spec: StepBench) -> dict:
     with device:
         model = AutoModelForCausalLM.from_config(config).float()
     run = RunConfig(
-        micro_batch_size=spec.micro_batch, precision=spec.precision, gradient_checkpointing=spec.checkpointing
+        micro_batch_size=spec.micro_batch,
+        precision=spec.precision,
+        gradient_checkpointing=spec.checkpointing,
+        fused_linear_ce=spec.fused_ce,
     )
     trainer = Trainer(model, run, Dist(device=device), seed=spec.seed, total_steps=spec.warmup + spec.steps + 1)
     update = TextUpdate(spec.method, spec.refine)
