@@ -38,7 +38,13 @@ def test_paper_effects_match_the_spec_recomputation(synthetic):
 def test_records_equal_to_the_paper_reproduce_its_outcomes(synthetic):
     judged = synthetic[synthetic["paper_status"].isin(["PASS", "FAIL"])]
     assert len(judged) >= 36
-    assert (judged["status"] == judged["paper_status"]).all()
+    # paired seeds share their noise, so every paired difference is exact: the verdict is the paper's
+    paired = judged.drop(index=["8.no_forgetting.lact", "8.no_forgetting.deltanet"])
+    assert (paired["status"] == paired["paper_status"]).all()
+    # against the one base model the seed noise (sd 0.5) stays: -0.1 and -0.2 within a tolerance of 0.2 is undecided
+    forgetting = synthetic.loc[["8.no_forgetting.lact", "8.no_forgetting.deltanet"]]
+    assert (forgetting["status"] == "INCONCLUSIVE").all() and (forgetting["paper_status"] == "PASS").all()
+    assert forgetting["why"].str.contains(r"t over 3 seeds vs one model\) includes -0.20").all()
     gaps = (judged["diff"] - judged["paper_diff"]).abs()  # Avg of rounded cells vs printed Avg
     assert gaps.drop("2.niah_mk_refine_gt_base.lact").max() < 0.1  # LaCT base MK: printed 46.2, mean 46.4
     assert gaps["2.niah_mk_refine_gt_base.lact"] == pytest.approx(0.2, abs=0.05)
@@ -82,8 +88,8 @@ def test_ablation_shapes(frame):
     assert claims.loc["7.selection_entropy_best.lact", "detail"].startswith("vs argmin H")
 
 
-def test_no_forgetting_tolerance(frame):
-    worse = frame.copy()
+def test_no_forgetting_tolerance():
+    worse = paper_frame(noise=(0.0, 0.0, 0.0))
     hit = (worse["family"] == "short") & (worse["method"] == "refine") & (worse["arch"] == "lact")
     worse.loc[hit, "score"] -= 1.0
     claims = _claims(worse)
@@ -103,4 +109,5 @@ def test_booksum_trend(tmp_path, gain, status):
 
 def test_markdown(synthetic):
     md = to_markdown(synthetic.reset_index())
-    assert "| 1.headline_mid.lact | PASS |" in md and "NOT RUN" in md
+    assert "| 1.headline_mid.lact | PASS | +1.25 [+1.25, +1.25] | +8.52% | 95% interval (t over 3 paired" in md
+    assert "INCONCLUSIVE: it includes 0" in md and md.split("\n")[2] == "39 PASS, 1 FAIL, 2 INCONCLUSIVE, 8 NOT RUN"

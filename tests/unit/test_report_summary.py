@@ -1,4 +1,4 @@
-"""The report's summary facts (provenance) and the verdict shown per claim."""
+"""The report's summary facts (provenance) and the claim lines it shows (verdicts: refine.report.claims)."""
 
 import json
 import math
@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from refine.report.provenance import collect, data_sources, parameter_count, wall_times
 from refine.report.records import records_frame
-from refine.report.summary import claims_view, duration, params, verdict
+from refine.report.summary import claims_view, duration, params
 
 
 def test_parameter_count_reads_safetensors_headers(tmp_path):
@@ -39,32 +39,19 @@ def test_collect_models_wall_time_and_sources(tmp_path):
     assert "torch" in run.versions and wall_times(tmp_path / "nothing") is None
 
 
-def test_verdict_needs_an_interval_that_excludes_zero():
-    rows = pd.DataFrame(
-        [
-            {"claim": "1.a.lact", "status": "PASS", "n_seeds": 3, "ci_excludes_0": True},
-            {"claim": "1.b.lact", "status": "PASS", "n_seeds": 1, "ci_excludes_0": False},
-            {"claim": "1.c.deltanet", "status": "FAIL", "n_seeds": 3, "ci_excludes_0": False},
-            {"claim": "1.d.deltanet", "status": "FAIL", "n_seeds": 3, "ci_excludes_0": True},
-            {"claim": "1.e.lact", "status": "NOT RUN", "n_seeds": 0, "ci_excludes_0": False},
-        ]
-    )
-    got = [verdict(r) for r in rows.itertuples()]
-    assert [v for v, _ in got] == ["PASS", "INCONCLUSIVE", "INCONCLUSIVE", "FAIL", "NOT RUN"]
-    assert "one seed" in got[1][1] and "includes 0" in got[2][1]
-
-
 def test_claim_lines_and_formats():
     claims = pd.DataFrame(
         [
-            {"claim": "3.q.lact", "status": "PASS", "statement": "LaCT: REFINE > SFT", "diff": 1.5, "ci95_lo": 0.5,
-             "ci95_hi": 2.5, "rel_pct": 10.0, "n_seeds": 3, "ci_excludes_0": True, "paper_diff": 1.0,
-             "paper_rel_pct": math.nan, "detail": ""},
+            {"claim": "3.q.lact", "status": "PASS", "why": "95% interval above 0", "statement": "LaCT: REFINE > SFT",
+             "diff": 1.5, "ci95_lo": 0.5, "ci95_hi": 2.5, "rel_pct": 10.0, "n_seeds": 3, "ci_excludes_0": True,
+             "paper_diff": 1.0, "paper_rel_pct": math.nan, "detail": ""},
         ]
     )  # fmt: skip
     [line] = claims_view(claims)
     assert claims_view(claims.assign(paper_rel_pct=""))[0] == line  # claims.csv read back: empty column as text
-    assert (line["arch"], line["text"], line["ours"], line["paper"]) == (
+    assert (line["verdict"], line["why"], line["arch"], line["text"], line["ours"], line["paper"]) == (
+        "PASS",
+        "95% interval above 0",
         "LaCT",
         "REFINE > SFT",
         "+1.50 [+0.50, +2.50] (+10.0%)",

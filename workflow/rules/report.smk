@@ -32,6 +32,11 @@ REPORT_ARGS = shlex.join(
     ["--records", f"{R}/evals", "--metrics", f"{R}/train"]
     + ["--ablation-family", config["ablations"]["family"]]
     + ([] if longbench_available() else ["--not-configured", "longbench"])
+    + [
+        arg
+        for family in config["report"]["pipeline_only"]
+        for arg in ("--pipeline-only", family)
+    ]
 )
 PAPER_FLAG = (
     "--paper-config" if config["base"]["source"] == "hub" else ""

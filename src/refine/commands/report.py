@@ -11,6 +11,8 @@ import json
 import logging
 from pathlib import Path
 
+from refine.experiment import FAMILIES
+
 log = logging.getLogger("refine.report")
 
 
@@ -29,6 +31,8 @@ def _inputs(args):
         families = {c.where.get("family") for c in table.spec.cols}
         if families <= set(args.not_configured):
             table.not_configured = "not configured (" + ", ".join(f"{f}.source: none" for f in sorted(families)) + ")"
+        if families & set(args.pipeline_only):  # its claims read NOT MEASURABLE
+            table.pipeline_only = tuple(sorted(families & set(args.pipeline_only)))
     return tables, metrics, records
 
 
@@ -138,7 +142,7 @@ def add_parser(subparsers) -> None:
     for name, func, help_ in (
         ("tables", tables, "tables 3-7, E.1, E.2, Fig. 5 data (csv/md/tex + vs paper)"),
         ("figures", figures, "Fig. 4, E.1, E.3, 5 and the REFINE-SFT summary (png/pdf)"),
-        ("claims", claims, "spec section 9 claims: PASS/FAIL/NOT RUN (csv/md)"),
+        ("claims", claims, "spec section 9 claims: verdicts with 95% intervals (csv/md)"),
         ("build", build, "all of the above plus report.md and a self-contained report.html"),
     ):
         p = sub.add_parser(name, help=help_)
@@ -152,6 +156,13 @@ def add_parser(subparsers) -> None:
             default=[],
             choices=["longbench"],
             help="an evaluation family the config leaves out (longbench.source: none); its tables say so",
+        )
+        p.add_argument(
+            "--pipeline-only",
+            action="append",
+            default=[],
+            choices=FAMILIES,
+            help="an evaluation family that tests the pipeline only at this scale (config report.pipeline_only)",
         )
         p.add_argument(
             "--ablation-family",

@@ -1,9 +1,18 @@
-"""Spec section 9's claims as named checks on the built tables and training metrics.
+"""Spec section 9's claims as named checks on the built tables and training metrics, and their verdicts.
 
-Each check returns PASS / FAIL / NOT RUN (a cell it needs has no records) with the effect: the difference in
-score points with its 95% interval over seeds (``stats.compare``: paired by seed), and the same relative to
-the baseline in percent. PASS means the point estimate has the claimed sign; ``ci_excludes_0`` says whether
-the interval agrees. The same check on the published numbers gives the paper's effect beside ours.
+Each check computes an effect: the difference in score points with its 95% interval (``stats.compare``: paired
+over seeds, or from the test samples for a single seed), and the same relative to the baseline in percent.
+The verdict (``decide``; docs/design.md, "Claim statistics") is decided by the interval, not the estimate:
+
+* PASS: the interval lies on the claimed side of 0 (of ``-margin`` for a tolerance; a trend: every step's);
+* FAIL: it lies on the other side (a trend: some step's);
+* INCONCLUSIVE: it includes 0, or there is no interval (one seed without per-example scores);
+* FLOOR / CEILING: every compared value is 0 / 100: the replica cannot decide (not: the paper is wrong);
+* NOT MEASURABLE: a table the claim reads tests the pipeline only at this scale (config report.pipeline_only);
+* NOT RUN: a cell the claim needs has no records.
+
+The same check on the published numbers (one value per cell, no interval) gives the paper's effect and its
+point-estimate status beside ours.
 """
 
 from __future__ import annotations
@@ -17,91 +26,190 @@ import pandas as pd
 
 from .published import figure_notes
 from .records import ARCH_NAMES, QA_TASKS, SHORT_TASKS
-from .stats import Effect, compare
-from .tables import Table
+from .stats import Effect, as_cell, compare
+from .tables import Table, family_names
 
 Tables = dict[str, Table]
-Cells = Callable[[Tables], pd.Series]  # per-seed values of one cell or a mean of cells
-Outcome = tuple[str, Effect | None, str]  # status, effect, detail
+VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "FLOOR", "CEILING", "NOT MEASURABLE", "NOT RUN")
 FORGETTING_TOLERANCE = 0.2  # points below the base model's short-context average still counted as no forgetting
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Per-seed mean over ``cols`` of one row of a table (a seed needs every column), with its sampling
+    variance (``stats.as_cell``)."""
+
+    table: str
+    row: tuple
+    cols: tuple
+
+    def __call__(self, tables: Tables) -> pd.DataFrame:
+        if self.table not in tables:
+            return as_cell(pd.Series(dtype=float))
+        parts = [tables[self.table].cell(self.row, col) for col in self.cols]
+        if not all(len(p) for p in parts):
+            return as_cell(pd.Series(dtype=float))
+        seeds = sorted(set.intersection(*(set(p.index) for p in parts)))
+        value = sum(p.loc[seeds, "value"] for p in parts) / len(parts)
+        var = sum(p.loc[seeds, "var"] for p in parts) / len(parts) ** 2
+        return pd.DataFrame({"value": value, "var": var})
+
+    def pipeline_only(self, tables: Tables) -> tuple[str, ...]:
+        return tables[self.table].pipeline_only if self.table in tables else ()
 
 
 def cell(table: str, row: tuple, *cols: tuple) -> Cells:
-    """Per-seed mean over ``cols`` of one row (a seed needs every column)."""
-
-    def get(tables: Tables) -> pd.Series:
-        if table not in tables:
-            return pd.Series(dtype=float)
-        parts = [tables[table].cell(row, col) for col in cols]
-        return pd.concat(parts, axis=1).dropna().mean(axis=1) if all(len(p) for p in parts) else pd.Series(dtype=float)
-
-    return get
+    return Cells(table, row, cols)
 
 
-def _status(ok: bool, effect: Effect | None) -> str:
-    return "NOT RUN" if effect is None else "PASS" if ok else "FAIL"
+@dataclass(frozen=True)
+class Given:
+    """Per-seed values computed elsewhere (training metrics): no sampling variance, no table."""
+
+    values: pd.Series
+
+    def __call__(self, tables: Tables) -> pd.DataFrame:
+        return as_cell(self.values)
+
+    def pipeline_only(self, tables: Tables) -> tuple[str, ...]:
+        return ()
 
 
-def greater(a: Cells, b: Cells, per_task: tuple[str, tuple, tuple] | None = None, relative: bool = True):
+Source = Cells | Given
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check measured: the effect, the claim's threshold (it holds when the difference exceeds
+    ``-margin``), for a trend the effect of each step (the claim holds when every step's does), the per-seed
+    values compared (for FLOOR / CEILING; empty: not bounded scores) and the families it rests on that test the
+    pipeline only at this scale."""
+
+    effect: Effect | None
+    detail: str = ""
+    margin: float = 0.0
+    steps: tuple[Effect, ...] = ()
+    sides: tuple[pd.Series, ...] = ()
+    pipeline_only: tuple[str, ...] = ()
+
+
+def decide(outcome: Outcome) -> tuple[str, str]:
+    """(verdict, why) of an outcome; the rules are the module docstring's, in that order of precedence from
+    NOT RUN up."""
+    effect = outcome.effect
+    if effect is None:
+        return "NOT RUN", "a cell the claim needs has no records"
+    if outcome.pipeline_only:
+        return "NOT MEASURABLE", (
+            f"not measurable at this scale: {family_names(outcome.pipeline_only)} tests the pipeline only here "
+            "(config report.pipeline_only)"
+        )
+    values = pd.concat(outcome.sides) if outcome.sides else pd.Series(dtype=float)
+    for bound, verdict in ((0.0, "FLOOR"), (100.0, "CEILING")):
+        if len(values) and ((values - bound).abs() < _EPS).all():
+            return verdict, f"every compared value is {bound:g}: the replica cannot decide"
+    if outcome.steps:
+        if all(step.lo > 0 for step in outcome.steps):
+            return "PASS", f"every step's 95% interval ({effect.interval}) above 0"
+        if any(step.hi < 0 for step in outcome.steps):
+            return "FAIL", f"a step's 95% interval ({effect.interval}) below 0"
+        return "INCONCLUSIVE", f"a step's 95% interval ({effect.interval}) includes 0, or there is none"
+    threshold = f"{-outcome.margin:+.2f}" if outcome.margin > _EPS else "0"
+    if math.isnan(effect.half):
+        return "INCONCLUSIVE", f"no interval ({effect.interval or 'one value per side'})"
+    if effect.lo > -outcome.margin:
+        return "PASS", f"95% interval ({effect.interval}) above {threshold}"
+    if effect.hi < -outcome.margin:
+        return "FAIL", f"95% interval ({effect.interval}) below {threshold}"
+    return "INCONCLUSIVE", f"95% interval ({effect.interval}) includes {threshold}"
+
+
+def point_status(outcome: Outcome) -> str:
+    """PASS / FAIL of the point estimate alone (the paper's numbers), NOT RUN without an effect."""
+    if outcome.effect is None:
+        return "NOT RUN"
+    diffs = [step.diff for step in outcome.steps] or [outcome.effect.diff]
+    return "PASS" if min(diffs) > -outcome.margin else "FAIL"
+
+
+def _reason(tables: Tables, sources: tuple[Source, ...]) -> str | None:
+    return tuple(sorted({f for s in sources for f in s.pipeline_only(tables)}))
+
+
+def greater(a: Source, b: Source, per_task: tuple[str, tuple, tuple] | None = None, relative: bool = True):
     """``a`` beats ``b``; ``per_task`` = (table, row a, row b) adds the per-column win count to the detail;
-    ``relative=False`` drops the relative effect (when ``b`` is itself a difference)."""
+    ``relative=False`` drops the relative effect and the FLOOR/CEILING test (when ``b`` is itself a
+    difference)."""
 
     def evaluate(tables: Tables) -> Outcome:
-        effect = compare(a(tables), b(tables))
+        va, vb = a(tables), b(tables)
+        effect = compare(va, vb)
         if effect is not None and not relative:
             effect = replace(effect, base=math.nan)
         detail = ""
         if per_task and effect is not None and per_task[0] in tables:
             t = tables[per_task[0]]
             cols = [c for c in t.columns if c[1] != "Avg"]
-            wins = sum(t.cell(per_task[1], c).mean() > t.cell(per_task[2], c).mean() for c in cols)
+            wins = sum(t.cell(per_task[1], c)["value"].mean() > t.cell(per_task[2], c)["value"].mean() for c in cols)
             detail = f"wins {wins}/{len(cols)} columns"
-        return _status(effect is not None and effect.diff > 0, effect), effect, detail
+        sides = (va["value"], vb["value"]) if relative else ()
+        return Outcome(effect, detail, sides=sides, pipeline_only=_reason(tables, (a, b)))
 
     return evaluate
 
 
-def not_worse(a: Cells, b: Cells, tolerance: float):
+def not_worse(a: Source, b: Source, tolerance: float):
     """``a`` is at most ``tolerance`` points below ``b``."""
 
     def evaluate(tables: Tables) -> Outcome:
-        effect = compare(a(tables), b(tables))
-        return (
-            _status(effect is not None and effect.diff >= -tolerance - 1e-9, effect),
-            effect,
+        va, vb = a(tables), b(tables)
+        return Outcome(
+            compare(va, vb),
             f"tolerance {tolerance}",
+            margin=tolerance + _EPS,
+            sides=(va["value"], vb["value"]),
+            pipeline_only=_reason(tables, (a, b)),
         )
 
     return evaluate
 
 
-def best_of(target: str, options: dict[str, Cells]):
+def best_of(target: str, options: dict[str, Source]):
     """Option ``target`` has the highest mean; the effect is over the best other option."""
 
     def evaluate(tables: Tables) -> Outcome:
         values = {k: f(tables) for k, f in options.items()}
         if any(v.empty for v in values.values()):
-            return "NOT RUN", None, ""
-        means = {k: v.mean() for k, v in values.items()}
+            return Outcome(None)
+        means = {k: v["value"].mean() for k, v in values.items()}
         rival = max((k for k in values if k != target), key=means.get)
-        effect = compare(values[target], values[rival])
         order = " > ".join(sorted(means, key=means.get, reverse=True))
-        return _status(effect.diff > 0, effect), effect, f"vs {rival}; order {order}"
+        return Outcome(
+            compare(values[target], values[rival]),
+            f"vs {rival}; order {order}",
+            sides=tuple(v["value"] for v in values.values()),
+            pipeline_only=_reason(tables, tuple(options.values())),
+        )
 
     return evaluate
 
 
-def increasing(options: dict[str, Cells]):
-    """Means rise strictly along ``options``; the effect is last minus first."""
+def increasing(options: dict[str, Source]):
+    """The scores rise at every step along ``options``; the effect shown is last minus first."""
 
     def evaluate(tables: Tables) -> Outcome:
         values = [f(tables) for f in options.values()]
         if any(v.empty for v in values):
-            return "NOT RUN", None, ""
-        means = [v.mean() for v in values]
-        effect = compare(values[-1], values[0])
-        rising = all(x < y for x, y in pairwise(means))
-        return _status(rising, effect), effect, " < ".join(f"{k}: {m:.1f}" for k, m in zip(options, means))
+            return Outcome(None)
+        means = [v["value"].mean() for v in values]
+        return Outcome(
+            compare(values[-1], values[0]),
+            ", ".join(f"{k}: {m:.1f}" for k, m in zip(options, means)),
+            steps=tuple(compare(b, a) for a, b in pairwise(values)),
+            sides=tuple(v["value"] for v in values),
+            pipeline_only=_reason(tables, tuple(options.values())),
+        )
 
     return evaluate
 
@@ -110,7 +218,7 @@ def increasing(options: dict[str, Cells]):
 class Claim:
     name: str
     statement: str
-    evaluate: Callable[[Tables], Outcome]
+    evaluate: Callable[[Tables], Outcome]  # decided by `decide`
 
 
 def table_claims(archs: tuple[str, ...]) -> list[Claim]:
@@ -285,60 +393,72 @@ def metric_claims(metrics: pd.DataFrame, archs: tuple[str, ...]) -> list[Claim]:
                     f"9.{column}_refine_gt_sft.{arch}",
                     f"{ARCH_NAMES.get(arch, arch)}: REFINE's {what} from first to last step exceeds "
                     f"SFT's (paper: {notes[fig]})",
-                    greater(lambda _, s=a: s, lambda _, s=b: s, relative=False),
+                    greater(Given(a), Given(b), relative=False),
                 )
             )
     return claims
 
 
 def run_claims(tables: Tables, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: status, ours (diff, interval, relative %), the paper's effect, detail."""
+    """One row per claim: verdict (``status``) and why, ours (diff, 95% interval and how it was made, relative
+    %, seeds), the paper's effect and point-estimate status, detail."""
     archs = tuple(dict.fromkeys(k[0] for t in tables.values() for k in t.index)) or ("lact", "deltanet")
     paper = {name: t.as_paper() for name, t in tables.items()}
     rows = []
     claims = sorted(table_claims(archs) + metric_claims(metrics, archs), key=lambda c: int(c.name.split(".")[0]))
     for claim in claims:
-        status, effect, detail = claim.evaluate(tables)
+        outcome = claim.evaluate(tables)
+        effect = outcome.effect
+        status, why = decide(outcome)
         is_metric = claim.name.startswith("9.")
-        p_status, p_effect, _ = ("", None, "") if is_metric else claim.evaluate(paper)
+        theirs = None if is_metric else claim.evaluate(paper)
         rows.append(
             {
                 "claim": claim.name,
                 "status": status,
+                "why": why,
                 "statement": claim.statement,
                 "diff": effect.diff if effect else math.nan,
-                "ci95_lo": effect.diff - effect.half if effect else math.nan,
-                "ci95_hi": effect.diff + effect.half if effect else math.nan,
+                "ci95_lo": effect.lo if effect else math.nan,
+                "ci95_hi": effect.hi if effect else math.nan,
+                "interval": effect.interval if effect else "",
                 "rel_pct": effect.rel if effect else math.nan,
                 "rel_ci95_half": effect.rel_half if effect else math.nan,
                 "n_seeds": effect.n if effect else 0,
                 "ci_excludes_0": effect.excludes_zero if effect else False,
-                "paper_status": p_status,
-                "paper_diff": p_effect.diff if p_effect else math.nan,
-                "paper_rel_pct": p_effect.rel if p_effect else math.nan,
-                "detail": detail,
+                "paper_status": point_status(theirs) if theirs else "",
+                "paper_diff": theirs.effect.diff if theirs and theirs.effect else math.nan,
+                "paper_rel_pct": theirs.effect.rel if theirs and theirs.effect else math.nan,
+                "detail": outcome.detail,
             }
         )
     return pd.DataFrame(rows)
 
 
 def to_markdown(claims: pd.DataFrame) -> str:
-    """Claims table: status, our effect with interval, the paper's effect."""
+    """Claims table: verdict and why, our effect with its interval, the paper's effect."""
 
     def fmt(x: float, suffix: str = "") -> str:
         return "" if math.isnan(x) else f"{x:+.2f}{suffix}"
 
     lines = [
-        ("| claim | status | ours: diff [95% CI] | ours: rel | paper: diff | paper: rel | paper status | detail |"),
-        "|---|---|---|---|---|---|---|---|",
+        "| claim | verdict | ours: diff [95% CI] | ours: rel | why | paper: diff | paper: rel | paper status "
+        "| detail |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in claims.itertuples():
         ci = "" if math.isnan(r.ci95_lo) else f" [{r.ci95_lo:+.2f}, {r.ci95_hi:+.2f}]"
         lines.append(
-            f"| {r.claim} | {r.status} | {fmt(r.diff)}{ci} | {fmt(r.rel_pct, '%')} | "
+            f"| {r.claim} | {r.status} | {fmt(r.diff)}{ci} | {fmt(r.rel_pct, '%')} | {r.why} | "
             f"{fmt(r.paper_diff)} | {fmt(r.paper_rel_pct, '%')} | {r.paper_status} | {r.detail} |"
         )
     counts = claims["status"].value_counts()
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("PASS", "FAIL", "NOT RUN"))
+    summary = ", ".join(f"{counts[s]} {s}" for s in VERDICTS if counts.get(s, 0))
+    rules = (
+        "PASS / FAIL: the 95% interval lies above / below 0 (paired over seeds; one seed: from the test samples); "
+        "INCONCLUSIVE: it includes 0 or there is none; FLOOR / CEILING: every compared value is 0 / 100, so this "
+        "replica cannot decide (not: the paper is wrong); NOT MEASURABLE: the cells test the pipeline only at this "
+        "scale; NOT RUN: no records. The paper's status is its point estimate."
+    )
     statements = [f"* `{r.claim}`: {r.statement}" for r in claims.itertuples()]
-    return "\n".join(["### Claims (spec section 9)", "", summary, "", *lines, "", *statements]) + "\n"
+    return "\n".join(["### Claims (spec section 9)", "", summary, "", rules, "", *lines, "", *statements]) + "\n"

@@ -10,6 +10,8 @@ import pandas as pd
 from refine.data.longbench import TASK_KEYS
 from refine.experiment import BASE, ModelId
 
+from .stats import example_sd
+
 ARCHS = ("lact", "deltanet")
 ARCH_NAMES = {"lact": "LaCT", "deltanet": "DeltaNet"}
 LENGTHS = ("4K", "8K", "16K")
@@ -91,18 +93,24 @@ RECORD_COLUMNS = (
 
 
 def records_frame(rows: list[dict]) -> pd.DataFrame:
-    """Normalized DataFrame from record dicts (``examples`` dropped)."""
+    """Normalized DataFrame from record dicts: ``examples`` replaced by ``score_sd``, the standard deviation of
+    the per-example scores (``stats.example_sd``; NaN where they do not make the score)."""
     frame = pd.DataFrame(
-        [{k: v for k, v in r.items() if k != "examples"} for r in rows], columns=None if rows else list(RECORD_COLUMNS)
+        [
+            {**{k: v for k, v in r.items() if k != "examples"}, "score_sd": example_sd(r.get("examples"), r["score"])}
+            for r in rows
+        ],
+        columns=None if rows else [*RECORD_COLUMNS, "score_sd"],
     )
     return normalize(frame)
 
 
 def load_records(root: str | Path) -> pd.DataFrame:
-    """Every record under ``root`` (an ``evals`` directory; ``refine.evaluate.records.read_records``), normalized."""
+    """Every record under ``root`` (an ``evals`` directory; ``refine.evaluate.records.read_records``) as
+    ``records_frame`` has them."""
     from refine.evaluate.records import read_records
 
-    return normalize(read_records(root))
+    return records_frame(read_records(root, examples=True).to_dict("records"))
 
 
 def load_metrics(root: str | Path | None) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from refine.atomic import atomic_write_text as atomic_write
 
 from .published import source as paper_source
 from .records import ARCH_NAMES
-from .tables import Table, best_mask
+from .tables import Table, best_mask, pipeline_only_reason
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -22,6 +22,10 @@ def _num(x: float, signed: bool = False) -> str:
 
 _BOLD = {"md": "**{}**", "tex": r"\textbf{{{}}}"}
 NO_DELTAS = "No Δ rows: this run is not the paper's configuration, so differences are not comparable."
+INTERVALS = (
+    "± = 95% interval of the mean: Student-t over seeds, or for one seed the normal interval from its test "
+    "examples (none where the records lack per-example scores); seeds and examples per cell in the .csv."
+)
 
 
 def _cell(mean: float, half: float, bold: bool, style: str, signed: bool = False) -> str:
@@ -81,8 +85,10 @@ def na_reasons(table: Table) -> list[tuple[str, list[str]]]:
 
 
 def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
-    notes = list(table.spec.notes)
+    notes = [f"Pipeline only: {pipeline_only_reason(table.pipeline_only)}."] if table.pipeline_only else []
+    notes += table.spec.notes
     notes += [f"n/a: {why}" + (f": {'; '.join(rows)}" if rows else "") for why, rows in na_reasons(table)]
+    notes.append(INTERVALS)
     if companion:
         notes.append(f"Paper: {paper_source(table.spec.name)}")
         if not deltas:
@@ -91,7 +97,7 @@ def _notes(table: Table, companion: bool, deltas: bool) -> list[str]:
 
 
 def to_markdown(table: Table, companion: bool = False, deltas: bool = False) -> str:
-    """Markdown table (± = 95% t-interval half-width over seeds; bold = best per the paper's rule)."""
+    """Markdown table (± = 95% interval half-width, ``stats.cell_half``; bold = best per the paper's rule)."""
     header = _label_header(table, companion) + [table.header(c) for c in table.columns]
     lines = [
         f"### {table.spec.title}{' vs paper' if companion else ''}",
@@ -166,6 +172,7 @@ def _cell_view(table: Table, i: int, j: int, deltas: bool, best: np.ndarray, pap
         "ours": None if math.isnan(mean) else _num(mean),
         "half": None if math.isnan(half) else f"{half:.1f}",
         "n": int(table.n.iat[i, j]),
+        "samples": int(table.samples.iat[i, j]),
         "best": bool(best[i, j]),
         "paper": None if math.isnan(paper) else _num(paper),
         "paper_best": bool(paper_best[i, j]),
@@ -203,17 +210,19 @@ def html_view(table: Table, deltas: bool) -> dict:
         "n_missing": len(missing),
         "na_reasons": na_reasons(table),
         "notes": list(table.spec.notes),
+        "pipeline_only": pipeline_only_reason(table.pipeline_only) if table.pipeline_only else None,
         "paper_source": paper_source(table.spec.name),
         "deltas": deltas,
     }
 
 
 def to_csv(table: Table, deltas: bool = False) -> str:
-    """Tidy CSV: one line per cell with mean, interval, seeds, best mark, paper value and Δ."""
+    """Tidy CSV: one line per cell with mean, interval, seeds, examples per seed, best mark, paper value and Δ."""
     frames = {
         "mean": table.mean,
         "ci95_half": table.half,
         "n_seeds": table.n,
+        "n_samples": table.samples,
         "best": best_mask(table.mean, table.spec.best),
         "paper": table.paper,
     }

@@ -1,8 +1,22 @@
-"""Means, 95% t-intervals over seeds, and paired/unpaired differences."""
+"""Intervals of cells and of differences between cells (docs/design.md, "Claim statistics").
+
+A cell holds one value per training seed and, where its records carry per-example scores, the sampling
+variance of each value. Two sources of uncertainty, two intervals:
+
+* over seeds (>= 2 seeds): the 95% Student-t interval of the per-seed values (of a difference: of the per-seed
+  differences, paired by seed). Each seed's value carries its own sampling noise, so this interval covers
+  both. A t-interval rather than a bootstrap: with 3 seeds a bootstrap has 10 distinct resamples and its
+  percentile interval is far too narrow; the t-interval is exact for normal per-seed values and needs no RNG.
+* from the samples (1 seed): the normal interval 1.96 * sqrt(var / n) of the mean over the test examples,
+  the only replication a single trained model has; it says whether these models differ on this test
+  distribution, not whether their training methods do. For a difference the two sides' variances add
+  (independent samples: conservative, since two models' scores on the same prompts correlate positively).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -39,13 +53,14 @@ _T975 = (
     2.045,
     2.042,
 )
+Z975 = 1.959964
 
 
 def t975(df: int) -> float:
     """Two-sided 95% Student-t quantile (table up to 30 degrees of freedom, Cornish-Fisher beyond)."""
     if df <= len(_T975):
         return _T975[df - 1]
-    z = 1.959964
+    z = Z975
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
@@ -55,14 +70,50 @@ def half_width(values: pd.Series) -> float:
     return t975(n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
 
 
+def example_sd(examples: Sequence[dict], score: float) -> float:
+    """Standard deviation (score points) of a record's per-example scores: each example's ``score`` (0-1) or
+    lm-eval ``value``, x100. NaN unless their mean x100 is the record's ``score`` (e.g. a perplexity, which is
+    not a mean of per-document values) or there are fewer than two."""
+    values = [e.get("score", e.get("value")) for e in examples or ()]
+    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return math.nan
+    points = pd.Series(values, dtype=float) * 100
+    return float(points.std(ddof=1)) if math.isclose(points.mean(), score, rel_tol=1e-6, abs_tol=1e-6) else math.nan
+
+
+def as_cell(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
+    """Per-seed ``value`` and sampling ``var`` (NaN: unknown) of a cell; a Series is values of unknown variance."""
+    if isinstance(values, pd.DataFrame):
+        return values.dropna(subset=["value"])
+    return pd.DataFrame({"value": values, "var": math.nan}).dropna(subset=["value"])
+
+
+def cell_half(cell: pd.Series | pd.DataFrame) -> float:
+    """95% half-width of a cell's mean: over seeds with >= 2 seeds, else from its samples (NaN if unknown)."""
+    cell = as_cell(cell)
+    if len(cell) > 1:
+        return half_width(cell["value"])
+    return Z975 * math.sqrt(cell["var"].iloc[0]) if len(cell) == 1 else math.nan
+
+
 @dataclass(frozen=True)
 class Effect:
-    """``a - b`` (points) with its 95% interval, and the same relative to ``mean(b)`` in percent."""
+    """``a - b`` (points) with its 95% interval (``interval``: how it was made), and the same relative to
+    ``mean(b)`` in percent."""
 
     diff: float
     half: float
     base: float
-    n: int
+    n: int  # seeds behind the difference
+    interval: str = ""
+
+    @property
+    def lo(self) -> float:
+        return self.diff - self.half
+
+    @property
+    def hi(self) -> float:
+        return self.diff + self.half
 
     @property
     def rel(self) -> float:
@@ -77,21 +128,37 @@ class Effect:
         return bool(self.half < abs(self.diff))  # False when the interval is NaN
 
 
-def compare(a: pd.Series, b: pd.Series) -> Effect | None:
-    """Effect of ``a`` over ``b`` (series indexed by seed). Paired on common seeds; a single ``b`` value (e.g.
-    the base model) is subtracted from every ``a``; otherwise unpaired (Welch). ``None`` if either is empty.
+def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect | None:
+    """Effect of ``a`` over ``b`` (cells indexed by seed, ``as_cell``); ``None`` if either is empty.
+
+    * the same >= 2 seeds on both sides: t-interval of the per-seed differences (paired by seed);
+    * one side a single model (e.g. the base model every seed starts from), the other >= 2 seeds: that
+      model's value is subtracted from every seed, its sampling variance (when known) added to the
+      t-interval's (scaled by t: conservative);
+    * one seed on each side: the sampling interval of the difference;
+    * otherwise (different seed sets): Welch's interval, unpaired.
     The relative interval treats ``mean(b)`` as fixed."""
-    a, b = a.dropna(), b.dropna()
+    a, b = as_cell(a), as_cell(b)
     if a.empty or b.empty:
         return None
-    common = a.index.intersection(b.index)
-    if len(b) == 1 or len(common) == len(a) == len(b):
-        d = a - b.iloc[0] if len(b) == 1 else a[common] - b[common]
-        return Effect(d.mean(), half_width(d), b.mean(), len(d))
+    base = b["value"].mean()
+    if len(a) == len(b) == 1:
+        half = Z975 * math.sqrt(a["var"].iloc[0] + b["var"].iloc[0])
+        return Effect(a["value"].iloc[0] - b["value"].iloc[0], half, base, 1, "samples, 1 seed")
+    if a.index.equals(b.index) or set(a.index) == set(b.index):
+        d = a["value"] - b["value"].reindex(a.index)
+        return Effect(d.mean(), half_width(d), base, len(d), f"t over {len(d)} paired seeds")
+    if min(len(a), len(b)) == 1:
+        many, one, sign = (a, b, 1) if len(b) == 1 else (b, a, -1)
+        d = sign * (many["value"] - one["value"].iloc[0])
+        extra = one["var"].iloc[0]
+        sd = d.std(ddof=1) / math.sqrt(len(d))
+        half = t975(len(d) - 1) * math.sqrt(sd**2 + (0 if math.isnan(extra) else extra))
+        return Effect(d.mean(), half, base, len(d), f"t over {len(d)} seeds vs one model")
+    va, vb = a["value"].var(ddof=1) / len(a), b["value"].var(ddof=1) / len(b)
     half = math.nan
-    if len(a) > 1:
-        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        if va + vb > 0:
-            dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-            half = t975(max(1, int(dof))) * math.sqrt(va + vb)
-    return Effect(a.mean() - b.mean(), half, b.mean(), min(len(a), len(b)))
+    if va + vb > 0:
+        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        half = t975(max(1, int(dof))) * math.sqrt(va + vb)
+    diff = a["value"].mean() - base
+    return Effect(diff, half, base, min(len(a), len(b)), f"Welch, {len(a)} vs {len(b)} seeds")

@@ -15,12 +15,12 @@ import pandas as pd
 import yaml
 
 from . import render
+from .claims import VERDICTS
 from .figures import captions
 from .provenance import Provenance
 from .records import ARCH_NAMES
 from .tables import Table
 
-VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "NOT RUN")
 NUMERIC = ("diff", "ci95_lo", "ci95_hi", "rel_pct", "n_seeds", "paper_diff", "paper_rel_pct")
 SHORT_NAMES = {"tableE1": "E.1", "tableE2": "E.2", "fig5": "Fig. 5"}
 
@@ -55,16 +55,6 @@ def params(n: int) -> str:
     return str(n)
 
 
-def verdict(row) -> tuple[str, str]:
-    """(verdict, why) of a claims row: its status when the 95% interval excludes 0, else INCONCLUSIVE."""
-    if row.status == "NOT RUN":
-        return "NOT RUN", "a cell the claim needs has no records"
-    if row.ci_excludes_0:
-        return row.status, f"interval excludes 0 over {row.n_seeds} seeds"
-    why = "one seed: no interval" if row.n_seeds < 2 else "95% interval includes 0"
-    return "INCONCLUSIVE", f"point estimate {row.status}; {why}"
-
-
 def _effect(diff: float, lo: float, hi: float, rel: float) -> str:
     if math.isnan(diff):
         return ""
@@ -73,18 +63,18 @@ def _effect(diff: float, lo: float, hi: float, rel: float) -> str:
 
 
 def claims_view(claims: pd.DataFrame) -> list[dict]:
-    """One line per claim for the template: verdict, arch, the statement without its arch, both effects.
-    ``claims`` is ``claims.run_claims``'s frame or its CSV read back (an empty numeric column reads as text)."""
+    """One line per claim for the template: verdict and why (``claims.decide``), arch, the statement without its
+    arch, both effects. ``claims`` is ``claims.run_claims``'s frame or its CSV read back (an empty numeric column
+    reads as text)."""
     claims = claims.assign(**{c: pd.to_numeric(claims[c], errors="coerce") for c in NUMERIC if c in claims})
     out = []
     for r in claims.itertuples():
         arch = ARCH_NAMES.get(r.claim.rsplit(".", 1)[-1], "")
-        v, why = verdict(r)
         out.append(
             {
                 "name": r.claim,
-                "verdict": v,
-                "why": why,
+                "verdict": r.status,
+                "why": "" if pd.isna(r.why) else r.why,
                 "arch": arch,
                 "text": r.statement.removeprefix(f"{arch}: "),
                 "ours": _effect(r.diff, r.ci95_lo, r.ci95_hi, r.rel_pct),
@@ -93,6 +83,15 @@ def claims_view(claims: pd.DataFrame) -> list[dict]:
                 "detail": "" if pd.isna(r.detail) else r.detail,
             }
         )
+    return out
+
+
+def _pipeline_only(views: list[dict]) -> dict[str, list[str]]:
+    """Each pipeline-only reason once, with the tables (short names) it applies to."""
+    out: dict[str, list[str]] = {}
+    for view in views:
+        if view["pipeline_only"]:
+            out.setdefault(view["pipeline_only"], []).append(view["short"])
     return out
 
 
@@ -115,6 +114,8 @@ def _context(tables: dict[str, Table], claims: pd.DataFrame, deltas: bool, run: 
         "tables": views,
         "deltas": deltas,
         "no_deltas": render.NO_DELTAS,
+        "intervals": render.INTERVALS,
+        "pipeline_only": _pipeline_only(views),
         "config_yaml": yaml.safe_dump(run.config, sort_keys=False) if run.config else "",
     }
 

@@ -3,8 +3,10 @@
 A table is a set of rows (per architecture) times columns; each has a ``where`` filter on the normalized
 records (``records.normalize``). A cell's value for one seed is the mean score of the records that pass both
 filters. A tuple in a filter means "average over all of these", and a seed counts only if every member is
-present (so Avg columns and family averages never average over a partial set). Cells report the mean over
-seeds and the 95% t-interval half-width.
+present (so Avg columns and family averages never average over a partial set). Each seed's value carries the
+sampling variance of its mean over test examples (from the records' ``score_sd`` and ``n``) and its example
+count. Cells report the mean over seeds and the 95% interval half-width (``stats.cell_half``: over seeds, or
+from the samples for one seed).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 
 from .published import published
 from .records import ARCHS, LENGTHS, LONGBENCH, NIAH_FAMILIES, SHORT_COLUMNS, SHORT_TASKS
-from .stats import half_width
+from .stats import as_cell, cell_half
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,16 @@ class Spec:
 
 @dataclass
 class Table:
-    """Built table: per-seed values per cell, with frames of means, interval half-widths and seed counts."""
+    """Built table: per-seed values per cell, with frames of means, interval half-widths, seed and example
+    counts."""
 
     spec: Spec
     index: pd.MultiIndex
     columns: pd.MultiIndex
-    values: dict[tuple, pd.Series]  # (row key, col key) -> score per seed
+    values: dict[tuple, pd.DataFrame]  # (row key, col key) -> per seed: value, var (sampling), n (examples)
     headers: dict[tuple, str]  # col key -> column label shown under its group
     not_configured: str | None = None  # why every cell is n/a when the config leaves the table's family out
+    pipeline_only: tuple[str, ...] = ()  # its families that test the pipeline only here (config report.pipeline_only)
 
     def _frame(self, fn) -> pd.DataFrame:
         data = [[fn(self.values[(r, c)]) for c in self.columns] for r in self.index]
@@ -63,24 +67,30 @@ class Table:
 
     @cached_property
     def mean(self) -> pd.DataFrame:
-        return self._frame(lambda v: v.mean() if len(v) else math.nan)
+        return self._frame(lambda v: v["value"].mean() if len(v) else math.nan)
 
     @cached_property
     def half(self) -> pd.DataFrame:
-        return self._frame(half_width)
+        return self._frame(cell_half)
 
     @cached_property
     def n(self) -> pd.DataFrame:
+        """Seeds per cell."""
         return self._frame(len)
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        """Test examples per seed of a cell (summed over the records it averages; the fewest over its seeds)."""
+        return self._frame(lambda v: v["n"].min() if len(v) else 0)
 
     def header(self, col: tuple) -> str:
         """Display name of a column: ``group label`` unless the table has one group or the label names it."""
         single = self.columns.get_level_values(0).nunique() == 1
         return self.headers[col] if single or col[1].startswith(col[0]) else f"{col[0]} {self.headers[col]}"
 
-    def cell(self, row: tuple, col: tuple) -> pd.Series:
-        """Per-seed scores of one cell (empty when not run)."""
-        return self.values.get((row, col), pd.Series(dtype=float))
+    def cell(self, row: tuple, col: tuple) -> pd.DataFrame:
+        """Per-seed ``value`` and sampling ``var`` of one cell (empty when not run)."""
+        return self.values.get((row, col), _EMPTY)[["value", "var"]]
 
     @cached_property
     def paper(self) -> pd.DataFrame:
@@ -91,7 +101,7 @@ class Table:
         """The same layout holding the published numbers (one value per cell), for the same checks."""
         paper = self.paper.to_numpy()
         values = {
-            (r, c): pd.Series(paper[i, j : j + 1]).dropna()
+            (r, c): as_cell(pd.Series(paper[i, j : j + 1])).assign(n=0)
             for i, r in enumerate(self.index)
             for j, c in enumerate(self.columns)
         }
@@ -129,19 +139,36 @@ def _match(record: dict, where: dict) -> bool:
     return all(record[k] in v if isinstance(v, (tuple, list)) else record[k] == v for k, v in where.items())
 
 
-def _seed_values(records: list[dict], where: dict) -> pd.Series:
-    """Score per seed of the records passing ``where`` (tuple values: all members required, averaged)."""
+_EMPTY = pd.DataFrame({"value": [], "var": [], "n": []}, index=pd.Index([], dtype=int), dtype=float)
+
+
+def _mean(parts: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    """(value, sampling variance, examples) of the mean of independent parts given as the same triples."""
+    k = len(parts)
+    return sum(p[0] for p in parts) / k, sum(p[1] for p in parts) / k**2, sum(p[2] for p in parts)
+
+
+def _seed_values(records: list[dict], where: dict) -> pd.DataFrame:
+    """Per seed of the records passing ``where`` (tuple values: all members required, averaged): ``value``,
+    ``var`` (sampling variance of that mean: score_sd^2 / n per record; NaN if a record lacks it) and ``n``
+    (examples)."""
     multi = [k for k, v in where.items() if isinstance(v, (tuple, list))]
-    units: dict[tuple, list[float]] = {}
+    units: dict[tuple, list[tuple[float, float, int]]] = {}
     for r in records:
         if _match(r, where):
-            units.setdefault((r["seed"], *(r[k] for k in multi)), []).append(r["score"])
-    per_seed: dict[int, list[float]] = {}
-    for key, scores in units.items():
-        per_seed.setdefault(key[0], []).append(sum(scores) / len(scores))
+            n = r.get("n", 0)
+            n = 0 if pd.isna(n) else int(n)
+            var = r.get("score_sd", math.nan) ** 2 / n if n else math.nan
+            units.setdefault((r["seed"], *(r[k] for k in multi)), []).append((r["score"], var, n))
+    per_seed: dict[int, list[tuple[float, float, int]]] = {}
+    for key, parts in units.items():
+        per_seed.setdefault(key[0], []).append(_mean(parts))
     need = math.prod(len(where[k]) for k in multi)
-    complete = sorted((s, sum(v) / len(v)) for s, v in per_seed.items() if len(v) == need)
-    return pd.Series(np.array([v for _, v in complete], float), index=pd.Index([s for s, _ in complete], dtype=int))
+    complete = {s: _mean(v) for s, v in sorted(per_seed.items()) if len(v) == need}
+    if not complete:
+        return _EMPTY
+    frame = pd.DataFrame(list(complete.values()), index=pd.Index(list(complete), dtype=int), columns=_EMPTY.columns)
+    return frame.astype(float)
 
 
 def _fmt_length(tokens) -> str:
@@ -209,6 +236,22 @@ FAMILY_AVERAGES = {
     "niah": "NIAH average (4 families x 3 lengths)",
     "short": "short-context accuracy average",
 }
+
+
+FAMILY_NAMES = {"niah": "NIAH", "qa": "RULER QA", "longbench": "LongBench", "short": "short-context"}
+
+
+def family_names(families) -> str:
+    """``LongBench``, ``NIAH and RULER QA``: display names of evaluation families."""
+    return " and ".join(FAMILY_NAMES.get(f, f) for f in sorted(families))
+
+
+def pipeline_only_reason(families) -> str:
+    """What a table whose ``families`` test the pipeline only at this scale says (``Table.pipeline_only``)."""
+    return (
+        f"at this scale the {family_names(families)} cells test the pipeline only (config report.pipeline_only): "
+        "their scores are no evidence for or against the paper, and the claims resting on them read NOT MEASURABLE"
+    )
 
 
 def family_units(family: str, niah: dict[str, str] = NIAH_FAMILIES) -> dict:

@@ -1,0 +1,163 @@
+"""Claim verdicts decided by intervals: records with per-example scores and known differences give PASS, FAIL,
+INCONCLUSIVE, FLOOR, CEILING and NOT MEASURABLE; the intervals behind them cover at their nominal rate."""
+
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report_synth import paper_records, record, write_records
+
+from refine.commands import report
+from refine.report.claims import run_claims, to_markdown
+from refine.report.records import LENGTHS, load_metrics, records_frame
+from refine.report.stats import Z975, cell_half, compare, example_sd, t975
+from refine.report.tables import build_all, specs
+
+CLAIM = "2.niah_refine_gt_sft.S.lact"  # Table 3: REFINE mid-training > SFT on the S-NIAH Avg (3 lengths)
+N = 64  # examples per cell
+
+
+def niah(method: str, seed: int, hits: int, n: int = N) -> list[dict]:
+    """S-NIAH records of one mid-trained LaCT at every length: ``hits`` of ``n`` examples right."""
+    row = next(r for r in specs()["table3"].rows if r.where.get("method") == method)
+    out = []
+    for label in LENGTHS:
+        rec = record("lact", {**row.where, "family": "niah", "task": "niah_single_1", "length_label": label}, seed, 0)
+        rec["examples"] = [{"index": i, "score": float(i < hits)} for i in range(n)]
+        rec["score"], rec["n"] = 100 * hits / n, n
+        out.append(rec)
+    return out
+
+
+def verdict(sft: dict[int, int], refine: dict[int, int], pipeline_only: tuple[str, ...] = ()) -> pd.Series:
+    """The claim's row for per-seed hit counts of SFT and REFINE."""
+    rows = [r for s, h in sft.items() for r in niah("sft", s, h)]
+    rows += [r for s, h in refine.items() for r in niah("refine", s, h)]
+    tables = build_all(records_frame(rows))
+    tables["table3"].pipeline_only = pipeline_only
+    return run_claims(tables, load_metrics(None)).set_index("claim").loc[CLAIM]
+
+
+@pytest.mark.parametrize(
+    "sft,refine,status,interval",
+    [
+        ({0: 16, 1: 18, 2: 14}, {0: 40, 1: 41, 2: 37}, "PASS", "t over 3 paired seeds"),  # +37 points, tight
+        ({0: 40, 1: 41, 2: 37}, {0: 16, 1: 18, 2: 14}, "FAIL", "t over 3 paired seeds"),
+        ({0: 20, 1: 26, 2: 22}, {0: 30, 1: 20, 2: 24}, "INCONCLUSIVE", "t over 3 paired seeds"),  # +2 +- 20
+        ({0: 0, 1: 0, 2: 0}, {0: 0, 1: 0, 2: 0}, "FLOOR", "t over 3 paired seeds"),
+        ({0: N, 1: N, 2: N}, {0: N, 1: N, 2: N}, "CEILING", "t over 3 paired seeds"),
+        ({0: 13}, {0: 26}, "PASS", "samples, 1 seed"),  # 20.3 vs 40.6: ~ +-13.4 from 3 x 64 examples each
+        ({0: 30}, {0: 33}, "INCONCLUSIVE", "samples, 1 seed"),
+    ],
+)
+def test_verdicts_from_known_differences(sft, refine, status, interval):
+    row = verdict(sft, refine)
+    diff = 100 * (np.mean(list(refine.values())) - np.mean(list(sft.values()))) / N
+    assert row["status"] == status and row["interval"] == interval
+    assert row["diff"] == pytest.approx(diff) and row["n_seeds"] == len(sft)
+    assert row["ci95_lo"] <= row["diff"] <= row["ci95_hi"]
+    if status in ("PASS", "FAIL"):
+        assert row["ci_excludes_0"] and interval in row["why"]
+    if status == "INCONCLUSIVE":
+        assert row["ci95_lo"] < 0 < row["ci95_hi"] and "includes 0" in row["why"]
+    if status in ("FLOOR", "CEILING"):
+        assert "cannot decide" in row["why"]
+
+
+def test_single_seed_interval_is_the_sampling_one():
+    row = verdict({0: 13}, {0: 26})
+    var = sum(example_sd([{"score": float(i < h)} for i in range(N)], 100 * h / N) ** 2 / N for h in (13, 26))
+    assert row["ci95_hi"] - row["diff"] == pytest.approx(Z975 * math.sqrt(3 * var / 9))  # Avg of 3 lengths
+
+
+def test_pipeline_only_reads_not_measurable_and_keeps_the_interval():
+    row = verdict({0: 16, 1: 18, 2: 14}, {0: 40, 1: 41, 2: 37}, pipeline_only=("niah",))
+    assert row["status"] == "NOT MEASURABLE"
+    assert row["why"] == "not measurable at this scale: NIAH tests the pipeline only here (config report.pipeline_only)"
+    assert row["ci95_lo"] > 0  # the data is still shown
+    # a claim without records stays NOT RUN
+    claims = run_claims(build_all(records_frame(niah("sft", 0, 1))), load_metrics(None)).set_index("claim")
+    assert claims.loc["1.headline_mid.lact", "status"] == "NOT RUN"
+
+
+def test_markdown_counts_every_verdict():
+    row = verdict({0: 0, 1: 0, 2: 0}, {0: 0, 1: 0, 2: 0})
+    md = to_markdown(row.to_frame().T.reset_index(names="claim"))
+    assert md.split("\n")[2] == "1 FLOOR" and "| 2.niah_refine_gt_sft.S.lact | FLOOR | +0.00 [+0.00, +0.00] |" in md
+
+
+def test_example_sd_only_where_the_examples_make_the_score():
+    binary = [{"score": float(i < 16)} for i in range(64)]
+    assert example_sd(binary, 25.0) == pytest.approx(100 * math.sqrt(0.25 * 0.75 * 64 / 63))
+    assert math.isnan(example_sd(binary, 30.0))  # e.g. a perplexity: not the mean of the values
+    assert example_sd([{"value": 1}, {"value": 0}], 50.0) == pytest.approx(100 * math.sqrt(0.5))  # lm-eval acc
+    assert math.isnan(example_sd([{"value": [-3.2, 10]}] * 2, 50.0)) and math.isnan(example_sd([], 0.0))
+
+
+def test_table_cells_carry_examples_and_the_sampling_interval():
+    rows = niah("sft", 0, 16) + [r for s in (0, 1, 2) for r in niah("refine", s, 30 + 2 * s)]
+    t3 = build_all(records_frame(rows))["table3"]
+    sft, ref = ("lact", "+ SFT MidTr"), ("lact", "+ REFINE MidTr")
+    assert t3.samples.loc[sft, ("S", "4K")] == N and t3.samples.loc[sft, ("S", "Avg")] == 3 * N
+    sd = example_sd([{"score": float(i < 16)} for i in range(N)], 25.0)
+    assert t3.half.loc[sft, ("S", "4K")] == pytest.approx(Z975 * sd / math.sqrt(N))
+    assert t3.half.loc[sft, ("S", "Avg")] == pytest.approx(Z975 * sd / math.sqrt(3 * N))  # 3 independent lengths
+    seeds = pd.Series([100 * (30 + 2 * s) / N for s in (0, 1, 2)])
+    assert t3.half.loc[ref, ("S", "4K")] == pytest.approx(t975(2) * seeds.std() / math.sqrt(3))  # over seeds
+    assert t3.n.loc[ref, ("S", "4K")] == 3 and math.isnan(t3.half.loc[("lact", "base"), ("S", "4K")])
+
+
+def _coverage(draw, truth: float, reps: int = 400) -> float:
+    gen = np.random.default_rng(0)
+    hits = 0
+    for _ in range(reps):
+        effect = draw(gen)
+        hits += effect.lo <= truth <= effect.hi
+    return hits / reps
+
+
+def test_intervals_cover_at_their_nominal_rate():
+    seeds = pd.Index([0, 1, 2])
+
+    def paired(gen):  # per-seed values: a seed effect shared by both methods, +2 points for a, noise sd 3
+        shared = gen.normal(50, 10, 3)
+        a, b = shared + 2 + gen.normal(0, 3, 3), shared + gen.normal(0, 3, 3)
+        return compare(pd.Series(a, index=seeds), pd.Series(b, index=seeds))
+
+    def sampled(gen):  # one seed each: 64 binary examples at 50% vs 40%
+        def cell(p):
+            x = gen.random(N) < p
+            return pd.DataFrame({"value": [100 * x.mean()], "var": [(100 * x.std(ddof=1)) ** 2 / N]}, index=[0])
+
+        return compare(cell(0.5), cell(0.4))
+
+    assert 0.92 <= _coverage(paired, 2.0) <= 0.98
+    assert 0.91 <= _coverage(sampled, 10.0) <= 0.98
+    assert cell_half(pd.DataFrame({"value": [25.0], "var": [4.0]}, index=[0])) == pytest.approx(2 * Z975)
+
+
+def test_pipeline_only_family_through_the_report_command(tmp_path):
+    """`refine report build --pipeline-only longbench`: the LongBench tables, claims and page say so."""
+    write_records(paper_records(tables=("table3", "table5"), rng=0), tmp_path / "evals")
+    parser = argparse.ArgumentParser()
+    report.add_parser(parser.add_subparsers())
+    out = tmp_path / "out"
+    argv = ["report", "build", "--records", str(tmp_path / "evals"), "--out", str(out), "--pipeline-only", "longbench"]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    assert (
+        "* Pipeline only: at this scale the LongBench cells test the pipeline only"
+        in (out / "tables" / "table5_paper.md").read_text()
+    )
+    assert "Pipeline only" not in (out / "tables" / "table3.md").read_text()
+    claims = pd.read_csv(out / "claims.csv").set_index("claim")
+    longbench = claims.filter(regex=r"^(6\.longbench|5\.ttt_refine_gt_sft\.LongBench)", axis=0)
+    assert len(longbench) == 4 and (longbench["status"] == "NOT MEASURABLE").all()
+    assert longbench["ci95_lo"].notna().all()  # the interval is still there
+    assert claims.loc["2.niah_refine_gt_sft.MK.lact", "status"] in ("PASS", "FAIL", "INCONCLUSIVE")
+    html = (out / "report.html").read_text()
+    assert 'class="badge NOT-MEASURABLE"' in html and html.count('class="pipeline"') == 1 + 5  # verdicts + 5 tables
+    assert "<b>Tables 5, 6, 7, E.2, Fig. 5:</b> at this scale the LongBench cells test the pipeline only" in html
+    assert "**Tables 5, 6, 7, E.2, Fig. 5**: at this scale" in (out / "report.md").read_text()
