@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import statistics
 import time
 import traceback
@@ -169,7 +170,8 @@ def environment(device: str) -> dict:
     """Versions and the device, for the JSON header."""
     from importlib.metadata import PackageNotFoundError, version
 
-    env = {"torch": torch.__version__, "device": device}
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": device}
+    env.update({k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "TRITON_CACHE_DIR")})
     for package in ("transformers", "triton", "flash-linear-attention"):
         try:
             env[package] = version(package)
