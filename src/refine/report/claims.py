@@ -26,7 +26,7 @@ import pandas as pd
 
 from .published import figure_notes
 from .records import ARCH_NAMES, QA_TASKS, SHORT_TASKS
-from .stats import Effect, as_cell, compare
+from .stats import Effect, Units, as_cell, compare
 from .tables import Table, family_names
 
 Tables = dict[str, Table]
@@ -38,7 +38,7 @@ _EPS = 1e-9
 @dataclass(frozen=True)
 class Cells:
     """Per-seed mean over ``cols`` of one row of a table (a seed needs every column), with its sampling
-    variance (``stats.as_cell``)."""
+    variance and examples (``stats.as_cell``)."""
 
     table: str
     row: tuple
@@ -53,10 +53,18 @@ class Cells:
         seeds = sorted(set.intersection(*(set(p.index) for p in parts)))
         value = sum(p.loc[seeds, "value"] for p in parts) / len(parts)
         var = sum(p.loc[seeds, "var"] for p in parts) / len(parts) ** 2
-        return pd.DataFrame({"value": value, "var": var})
+        examples = pd.Series([_merge([p.at[s, "examples"] for p in parts]) for s in seeds], index=seeds, dtype=object)
+        return pd.DataFrame({"value": value, "var": var, "examples": examples})
 
     def pipeline_only(self, tables: Tables) -> tuple[str, ...]:
         return tables[self.table].pipeline_only if self.table in tables else ()
+
+
+def _merge(parts: list) -> Units | None:
+    """The examples of the mean of ``parts`` (``stats.Units`` each; None if any lacks them)."""
+    if not all(isinstance(p, dict) for p in parts):
+        return None
+    return {(i, unit): (w / len(parts), s) for i, p in enumerate(parts) for unit, (w, s) in p.items()}
 
 
 def cell(table: str, row: tuple, *cols: tuple) -> Cells:

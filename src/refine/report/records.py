@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from refine.data.longbench import TASK_KEYS
 from refine.experiment import BASE, ModelId
 
-from .stats import example_sd
+from .stats import example_scores
 
 ARCHS = ("lact", "deltanet")
 ARCH_NAMES = {"lact": "LaCT", "deltanet": "DeltaNet"}
@@ -93,16 +94,15 @@ RECORD_COLUMNS = (
 
 
 def records_frame(rows: list[dict]) -> pd.DataFrame:
-    """Normalized DataFrame from record dicts: ``examples`` replaced by ``score_sd``, the standard deviation of
-    the per-example scores (``stats.example_sd``; NaN where they do not make the score)."""
-    frame = pd.DataFrame(
-        [
-            {**{k: v for k, v in r.items() if k != "examples"}, "score_sd": example_sd(r.get("examples"), r["score"])}
-            for r in rows
-        ],
-        columns=None if rows else [*RECORD_COLUMNS, "score_sd"],
-    )
-    return normalize(frame)
+    """Normalized DataFrame from record dicts: ``examples`` replaced by ``example_scores`` (score points by example
+    index; None where they do not make the score, ``stats.example_scores``) and ``score_sd`` (their standard
+    deviation; NaN where None)."""
+    out = []
+    for r in rows:
+        scores = example_scores(r.get("examples"), r["score"])
+        sd = math.nan if scores is None else float(pd.Series(scores).std(ddof=1))
+        out.append({**{k: v for k, v in r.items() if k != "examples"}, "example_scores": scores, "score_sd": sd})
+    return normalize(pd.DataFrame(out, columns=None if rows else [*RECORD_COLUMNS, "example_scores", "score_sd"]))
 
 
 def load_records(root: str | Path) -> pd.DataFrame:

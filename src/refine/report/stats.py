@@ -9,8 +9,9 @@ variance of each value. Two sources of uncertainty, two intervals:
   percentile interval is far too narrow; the t-interval is exact for normal per-seed values and needs no RNG.
 * from the samples (1 seed): the normal interval 1.96 * sqrt(var / n) of the mean over the test examples,
   the only replication a single trained model has; it says whether these models differ on this test
-  distribution, not whether their training methods do. For a difference the two sides' variances add
-  (independent samples: conservative, since two models' scores on the same prompts correlate positively).
+  distribution, not whether their training methods do. A difference is paired by example when both sides
+  scored the same examples (the variance of the per-example differences); otherwise the two sides' variances
+  add (independent samples: conservative, since two models' scores on the same prompts correlate positively).
 """
 
 from __future__ import annotations
@@ -70,22 +71,45 @@ def half_width(values: pd.Series) -> float:
     return t975(n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
 
 
-def example_sd(examples: Sequence[dict], score: float) -> float:
-    """Standard deviation (score points) of a record's per-example scores: each example's ``score`` (0-1) or
-    lm-eval ``value``, x100. NaN unless their mean x100 is the record's ``score`` (e.g. a perplexity, which is
-    not a mean of per-document values) or there are fewer than two."""
+def example_scores(examples: Sequence[dict], score: float) -> dict[int, float] | None:
+    """A record's per-example scores in score points by example ``index``: each example's ``score`` (0-1) or
+    lm-eval ``value``, x100. None unless their mean x100 is the record's ``score`` (e.g. a perplexity is not a
+    mean of per-document values), there are at least two, and their indices are distinct."""
     values = [e.get("score", e.get("value")) for e in examples or ()]
     if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    points = {int(e.get("index", i)): 100 * float(v) for i, (e, v) in enumerate(zip(examples, values))}
+    mean = sum(points.values()) / len(points)
+    return points if len(points) == len(values) and math.isclose(mean, score, rel_tol=1e-6, abs_tol=1e-6) else None
+
+
+Units = dict[tuple, tuple[float, pd.Series]]  # the examples behind one value: unit -> (weight, score by index)
+
+
+def paired_var(a: Units | None, b: Units | None) -> float:
+    """Sampling variance of ``value(a) - value(b)`` from per-example differences, where ``a`` and ``b`` are the
+    same weighted means over the same examples (value = sum over units of weight x mean score); NaN if not."""
+    if not isinstance(a, dict) or not isinstance(b, dict) or a.keys() != b.keys():
         return math.nan
-    points = pd.Series(values, dtype=float) * 100
-    return float(points.std(ddof=1)) if math.isclose(points.mean(), score, rel_tol=1e-6, abs_tol=1e-6) else math.nan
+    var = 0.0
+    for unit, (weight, scores) in a.items():
+        other_weight, other = b[unit]
+        if not math.isclose(weight, other_weight) or set(scores.index) != set(other.index):
+            return math.nan
+        d = scores - other.reindex(scores.index)
+        var += weight**2 * d.var(ddof=1) / len(d)
+    return var
 
 
 def as_cell(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
-    """Per-seed ``value`` and sampling ``var`` (NaN: unknown) of a cell; a Series is values of unknown variance."""
+    """Per-seed ``value``, sampling ``var`` (NaN: unknown) and ``examples`` (``Units`` or None) of a cell; a Series
+    is values of unknown variance."""
     if isinstance(values, pd.DataFrame):
         return values.dropna(subset=["value"])
-    return pd.DataFrame({"value": values, "var": math.nan}).dropna(subset=["value"])
+    frame = pd.DataFrame({"value": values, "var": math.nan})
+    return frame.assign(examples=pd.Series([None] * len(frame), index=frame.index, dtype=object)).dropna(
+        subset=["value"]
+    )
 
 
 def cell_half(cell: pd.Series | pd.DataFrame) -> float:
@@ -135,7 +159,8 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
     * one side a single model (e.g. the base model every seed starts from), the other >= 2 seeds: that
       model's value is subtracted from every seed, its sampling variance (when known) added to the
       t-interval's (scaled by t: conservative);
-    * one seed on each side: the sampling interval of the difference;
+    * one seed on each side: the sampling interval of the difference, paired by example where both sides
+      scored the same examples (``paired_var``);
     * otherwise (different seed sets): Welch's interval, unpaired.
     The relative interval treats ``mean(b)`` as fixed."""
     a, b = as_cell(a), as_cell(b)
@@ -143,8 +168,11 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
         return None
     base = b["value"].mean()
     if len(a) == len(b) == 1:
-        half = Z975 * math.sqrt(a["var"].iloc[0] + b["var"].iloc[0])
-        return Effect(a["value"].iloc[0] - b["value"].iloc[0], half, base, 1, "samples, 1 seed")
+        diff = a["value"].iloc[0] - b["value"].iloc[0]
+        var = paired_var(*(x["examples"].iloc[0] if "examples" in x else None for x in (a, b)))
+        if not math.isnan(var):
+            return Effect(diff, Z975 * math.sqrt(var), base, 1, "samples paired by example, 1 seed")
+        return Effect(diff, Z975 * math.sqrt(a["var"].iloc[0] + b["var"].iloc[0]), base, 1, "samples, 1 seed")
     if a.index.equals(b.index) or set(a.index) == set(b.index):
         d = a["value"] - b["value"].reindex(a.index)
         return Effect(d.mean(), half_width(d), base, len(d), f"t over {len(d)} paired seeds")

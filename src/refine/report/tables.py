@@ -89,8 +89,9 @@ class Table:
         return self.headers[col] if single or col[1].startswith(col[0]) else f"{col[0]} {self.headers[col]}"
 
     def cell(self, row: tuple, col: tuple) -> pd.DataFrame:
-        """Per-seed ``value`` and sampling ``var`` of one cell (empty when not run)."""
-        return self.values.get((row, col), _EMPTY)[["value", "var"]]
+        """Per-seed ``value``, sampling ``var`` and ``examples`` (``stats.as_cell``) of one cell (empty when not
+        run)."""
+        return self.values.get((row, col), _EMPTY)[["value", "var", "examples"]]
 
     @cached_property
     def paper(self) -> pd.DataFrame:
@@ -101,7 +102,7 @@ class Table:
         """The same layout holding the published numbers (one value per cell), for the same checks."""
         paper = self.paper.to_numpy()
         values = {
-            (r, c): as_cell(pd.Series(paper[i, j : j + 1])).assign(n=0)
+            (r, c): as_cell(pd.Series(paper[i, j : j + 1])).assign(n=0.0)
             for i, r in enumerate(self.index)
             for j, c in enumerate(self.columns)
         }
@@ -139,7 +140,11 @@ def _match(record: dict, where: dict) -> bool:
     return all(record[k] in v if isinstance(v, (tuple, list)) else record[k] == v for k, v in where.items())
 
 
-_EMPTY = pd.DataFrame({"value": [], "var": [], "n": []}, index=pd.Index([], dtype=int), dtype=float)
+_EMPTY = pd.DataFrame(
+    {"value": pd.Series(dtype=float), "var": pd.Series(dtype=float), "n": pd.Series(dtype=float),
+     "examples": pd.Series(dtype=object)},
+    index=pd.Index([], dtype=int),
+)  # fmt: skip
 
 
 def _mean(parts: list[tuple[float, float, int]]) -> tuple[float, float, int]:
@@ -150,25 +155,38 @@ def _mean(parts: list[tuple[float, float, int]]) -> tuple[float, float, int]:
 
 def _seed_values(records: list[dict], where: dict) -> pd.DataFrame:
     """Per seed of the records passing ``where`` (tuple values: all members required, averaged): ``value``,
-    ``var`` (sampling variance of that mean: score_sd^2 / n per record; NaN if a record lacks it) and ``n``
-    (examples)."""
+    ``var`` (sampling variance of that mean: score_sd^2 / n per record; NaN if a record lacks it), ``n``
+    (examples) and ``examples`` (``stats.Units``: each member's per-example scores with weight 1/members; None
+    if a member lacks them or has several records)."""
     multi = [k for k, v in where.items() if isinstance(v, (tuple, list))]
-    units: dict[tuple, list[tuple[float, float, int]]] = {}
+    units: dict[tuple, list[dict]] = {}
     for r in records:
         if _match(r, where):
-            n = r.get("n", 0)
-            n = 0 if pd.isna(n) else int(n)
-            var = r.get("score_sd", math.nan) ** 2 / n if n else math.nan
-            units.setdefault((r["seed"], *(r[k] for k in multi)), []).append((r["score"], var, n))
-    per_seed: dict[int, list[tuple[float, float, int]]] = {}
-    for key, parts in units.items():
-        per_seed.setdefault(key[0], []).append(_mean(parts))
+            units.setdefault((r["seed"], *(r[k] for k in multi)), []).append(r)
+    per_seed: dict[int, dict[tuple, list[dict]]] = {}
+    for key, rows in units.items():
+        per_seed.setdefault(key[0], {})[key[1:]] = rows
     need = math.prod(len(where[k]) for k in multi)
-    complete = {s: _mean(v) for s, v in sorted(per_seed.items()) if len(v) == need}
+    complete = {}
+    for seed, members in sorted(per_seed.items()):
+        if len(members) == need:
+            value, var, n = _mean([_mean([_part(r) for r in rows]) for rows in members.values()])
+            scores = [rows[0].get("example_scores") if len(rows) == 1 else None for rows in members.values()]
+            examples = None
+            if all(isinstance(s, dict) for s in scores):
+                examples = {u: (1 / need, pd.Series(s)) for u, s in zip(members, scores)}
+            complete[seed] = (value, var, n, examples)
     if not complete:
         return _EMPTY
     frame = pd.DataFrame(list(complete.values()), index=pd.Index(list(complete), dtype=int), columns=_EMPTY.columns)
-    return frame.astype(float)
+    return frame.astype({"value": float, "var": float, "n": float})
+
+
+def _part(record: dict) -> tuple[float, float, int]:
+    """(score, sampling variance of the score, examples) of one record."""
+    n = record.get("n", 0)
+    n = 0 if pd.isna(n) else int(n)
+    return record["score"], record.get("score_sd", math.nan) ** 2 / n if n else math.nan, n
 
 
 def _fmt_length(tokens) -> str:
