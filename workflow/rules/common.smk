@@ -32,6 +32,8 @@ def refine_module(name):
 
 
 X = refine_module("experiment")
+# params code=V.command_hash(group): a change to the code `refine <group>` can run reruns the rule
+V = refine_module("version")
 try:  # the cross-key rules the schema cannot state, at DAG build
     refine_module("config").check_workflow_config(config)
 except ValueError as err:

@@ -16,6 +16,7 @@ rule corpus:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=cfg_json("corpus"),
         tokenizer=lambda w, input: (
             f"--tokenizer {shlex.quote(input.tokenizer)}" if input.tokenizer else ""
@@ -34,6 +35,7 @@ rule tokenizer:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=cfg_json("tokenizer"),
     shell:
         "refine data tokenizer --cfg {params.cfg:q} --corpus {input:q} --out {output:q} > {log:q} 2>&1"
@@ -53,6 +55,7 @@ rule niah_data:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=cfg_json("niah", lengths=LENGTHS),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
@@ -74,6 +77,7 @@ rule qa_data:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=lambda w: cfg_json("qa", lengths=LENGTHS, model=FLA_NAMES[w.arch]),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
@@ -91,6 +95,7 @@ rule longbench_download:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=cfg_json("longbench"),
     shell:
         "refine data longbench-download --cfg {params.cfg:q} --out {output:q} > {log:q} 2>&1"
@@ -110,6 +115,7 @@ rule longbench_data:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("data"),
         cfg=cfg_json("longbench", source=LONGBENCH_SOURCE),
         hub=lambda w, input: (
             shlex.join(["--archive", input.hub[0], "--tokenizer", input.hub[1]])

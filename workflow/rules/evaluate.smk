@@ -31,6 +31,7 @@ rule eval_niah:
     resources:
         gpu=0,
     params:
+        code=V.command_hash("evaluate"),
         family="niah",
         cfg=cfg_json("niah_eval"),
         cells=cell_args(NIAH_CELLS),
@@ -99,6 +100,7 @@ rule ttt_longbench:
     resources:
         gpu=0,
     params:
+        code=V.command_hash("train"),
         family="longbench",
         cfg=cfg_json("ttt", generation=config["evaluation"]),
         cells=cell_args(LONGBENCH_TTT_CELLS),

@@ -19,6 +19,7 @@ if config["base"]["source"] == "pretrain":
         resources:
             gpu=0,
         params:
+            code=V.command_hash("train"),
             cfg=lambda w: cfg_json(
                 "pretrain", model=config["base"]["tiny"].get(w.arch, {})
             ),
@@ -38,9 +39,11 @@ else:
         conda:
             "../envs/refine.yaml"
         params:
+            code=V.command_hash("data"),
             repo=lambda w: config["base"]["hub"][w.arch],
+            revision=lambda w: config["base"]["revision"][w.arch],
         shell:
-            "refine data checkpoint --repo {params.repo:q} --out {output:q} > {log:q} 2>&1"
+            "refine data checkpoint --repo {params.repo:q} --revision {params.revision:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule models:

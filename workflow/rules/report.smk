@@ -60,6 +60,7 @@ rule tables:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("report"),
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
@@ -84,6 +85,7 @@ rule figures:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("report"),
         args=REPORT_ARGS,
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
@@ -102,6 +104,7 @@ rule claims:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("report"),
         args=REPORT_ARGS,
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
@@ -122,6 +125,7 @@ rule report:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("report"),
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
         cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
         figures=lambda w, input: os.path.dirname(input.figures[0]),
@@ -156,6 +160,7 @@ rule ablation_report:
     conda:
         "../envs/refine.yaml"
     params:
+        code=V.command_hash("report"),
         args=f"{REPORT_ARGS} {PAPER_FLAG}",
         cfg=json.dumps(config, sort_keys=True),  # the summary's config, hash and data sources
         out=lambda w, output: os.path.dirname(output[0]),

@@ -22,6 +22,7 @@ rule train_mid:
     resources:
         gpu=0,
     params:
+        code=V.command_hash("train"),
         cfg=cfg_json("mid"),
         launcher=launcher,
         name=MID,
@@ -47,6 +48,7 @@ rule train_post:
     resources:
         gpu=0,
     params:
+        code=V.command_hash("train"),
         cfg=cfg_json("post"),
         launcher=launcher,
         name=POST_TRAINED,
