@@ -1,4 +1,4 @@
-"""Peak memory: the measurement (`peak_bytes`) and a model that predicts it per GPU without one.
+"""Peak memory per GPU predicted without one (the measurement is `refine.bench.peak.peak_bytes`).
 
 The model (docs/design.md, "Memory model"): peak = static + activations.
 
@@ -19,35 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-
-def peak_bytes(fn: Callable[[], object], device: torch.device | str | None = None) -> int:
-    """Peak bytes allocated by torch on ``device`` (default: CUDA when available) while ``fn()`` runs, above what
-    existed before (CUDA: allocator stats; CPU: the torch profiler's memory timeline)."""
-    if torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available():
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # the allocator's "[memory]" events: +bytes per allocation, -bytes per free (what export_memory_timeline reads)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    current = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        current += event.nbytes()
-        peak = max(peak, current)
-    return peak
-
 
 # --- the memory model ---------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ H100/H200 SXM (989e12).
 
 Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the steady steps (weights, grads, AdamW states and
 activations: everything torch allocated). On CPU: the bytes held before a step (weights and AdamW states) plus the
-torch profiler's peak above them during one extra step (`memory.peak_bytes`), which is the same quantity.
+torch profiler's peak above them during one extra step (`peak.peak_bytes`), which is the same quantity.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from refine.bench.memory import peak_bytes
 from refine.bench.models import bench_config
+from refine.bench.peak import peak_bytes
 from refine.models import register_auto_classes
 from refine.rl.config import RefineConfig
 from refine.train.config import RunConfig

@@ -52,8 +52,8 @@ def decode_memory(name: str, contexts: list[int]) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from refine.bench.memory import peak_bytes
     from refine.bench.models import BENCH_VOCAB, MODELS
+    from refine.bench.peak import peak_bytes
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
