@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from refine.report.browser import chromium, open_report
+from refine.report.claims import FORGETTING_TOLERANCE, VERDICTS
+
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 LONGBENCH = (REPO / SMOKE["longbench"]["local_dir"]).resolve()  # config paths are relative to the repository
@@ -101,9 +104,34 @@ def test_figures_claims_and_report_exist(smoke_run):
     for png in (out / "figures").glob("*.png"):
         assert png.stat().st_size > 5000, png
     assert len(list((out / "figures").glob("*.png"))) == 5
-    claims = pd.read_csv(out / "claims.csv")
-    assert set(claims["status"]) <= {"PASS", "FAIL", "NOT RUN"}
+    claims = pd.read_csv(out / "claims.csv").set_index("claim")
+    assert set(claims["status"]) <= set(VERDICTS) and claims["why"].notna().all()
+    lb = claims.filter(regex=r"^(6\.longbench|5\.ttt_refine_gt_sft\.LongBench)", axis=0)
+    assert len(lb) == 4 and lb["status"].isin(["NOT MEASURABLE", "NOT RUN"]).all()  # smoke: report.pipeline_only
+    assert (claims.loc[claims.status == "PASS", "ci95_lo"] > -FORGETTING_TOLERANCE - 1e-6).all()
+    assert (claims.loc[claims.status == "FAIL", "ci95_hi"] < 0).all()
+    t3 = pd.read_csv(out / "tables" / "table3.csv")
+    ran = t3["mean"].notna()
+    assert (t3.loc[ran, "n_samples"] > 0).all() and t3.loc[ran, "ci95_half"].notna().all()
     assert (out / "report" / "report.html").stat().st_size > 10000
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs chromium + chromedriver (.ci/run installs them)")
+def test_report_reads_in_a_browser(smoke_run):
+    html = smoke_run / "results" / "smoke" / "report" / "report.html"
+    with open_report(html) as page:
+        assert page.errors == []
+        images = page.images()
+        assert len(images) == 5 and all(i["complete"] and i["width"] > 0 for i in images)
+        assert {"summary", "verdicts", "tables", "figures", "table3", "table4", "table5"} <= page.ids()
+        assert page.top("summary") < page.height / 4 and "smoke" in page.text("summary")
+        page.screenshot(html.with_name("report.png"))
+
+
+def test_training_log_shows_progress(smoke_run):
+    log = (smoke_run / "results/smoke/logs/train_mid/lact/mid-refine-s0.log").read_text()
+    lines = [x for x in log.splitlines() if "refine.progress" in x and " step " in x]
+    assert lines and all("loss=" in x and "tok/s=" in x and "ETA" in x for x in lines), log[-2000:]
 
 
 def test_second_run_does_nothing(smoke_run):
@@ -120,6 +148,20 @@ def test_deleted_record_reruns_only_its_job(smoke_run):
     assert "eval_qa_post" in proc.stdout and "train_" not in proc.stdout, proc.stdout
     proc = snakemake(smoke_run, "evaluate", "--cores", "2")
     assert proc.returncode == 0 and (record / "ruler_squadqa_512_ttt-none.json").is_file()
+
+
+def test_changed_pretraining_lr_retrains_the_mid_checkpoints(smoke_run):
+    """A config change upstream reaches the mid-trained weights: no stale resume from the saved state."""
+    mid = smoke_run / "results" / "smoke" / "models" / "deltanet" / "mid-sft-s0"
+    before = {p.name: p.read_bytes() for p in mid.glob("*.safetensors")}
+    lr = SMOKE["pretrain"]["optim"]["lr"] * 0.5  # config files merge key by key: only the lr changes
+    overrides = {"pretrain": {"optim": {"lr": lr}}}
+    proc = snakemake(smoke_run, str(mid.relative_to(smoke_run)), "--cores", "2", overrides=overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = {p.name: p.read_bytes() for p in mid.glob("*.safetensors")}
+    assert before and after.keys() == before.keys() and after != before
+    log = (smoke_run / "results/smoke/logs/train_mid/deltanet/mid-sft-s0.log").read_text()
+    assert "resumed from" not in log, log[-2000:]
 
 
 def test_tables_figures_report_rebuild_from_records_alone(smoke_run):
