@@ -29,3 +29,12 @@ def test_figures_with_data(tmp_path):
 
 def test_figures_without_data(tmp_path):
     _check(write_figures(build_all(records_frame([])), load_metrics(None), tmp_path / "fig"))
+
+
+def test_reward_curves_label_the_plain_refine_run_with_its_recorded_k_and_c(tmp_path):
+    from refine.report.figures import reward_curves
+
+    metrics = load_metrics(write_metrics(tmp_path / "train"))
+    fig = reward_curves(metrics.assign(refine_k=3, refine_c=4))  # what the run's metrics rows record
+    [label] = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert label.startswith("k=3, c=4 (default)")

@@ -115,8 +115,14 @@ def validation_curves(metrics: pd.DataFrame, column: str, ylabel: str, title: st
     return fig
 
 
-def _variant_label(method: str) -> str:
-    return "k=5, c=8 (default)" if method == "refine" else method.removeprefix("refine_")
+def _variant_label(method: str, rows: pd.DataFrame) -> str:
+    """An ablation's name; the plain REFINE run is labelled with the k and c its metrics rows record."""
+    if method != "refine":
+        return method.removeprefix("refine_")
+    settings = [rows[f"refine_{x}"].dropna().unique() if f"refine_{x}" in rows else () for x in ("k", "c")]
+    if all(len(v) == 1 for v in settings):
+        return f"k={int(settings[0][0])}, c={int(settings[1][0])} (default)"
+    return "refine (default)"
 
 
 def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
@@ -139,7 +145,7 @@ def reward_curves(metrics: pd.DataFrame, reward: str = "cosine") -> plt.Figure:
                     column,
                     1.0,
                     CYCLE[k % len(CYCLE)],
-                    _variant_label(m),
+                    _variant_label(m, runs[runs["method"] == m]),
                     STYLES[k % len(STYLES)],
                 )  # fmt: skip
                 for k, m in enumerate(methods)
