@@ -150,17 +150,21 @@ def test_deleted_record_reruns_only_its_job(smoke_run):
     assert proc.returncode == 0 and (record / "ruler_squadqa_512_ttt-none.json").is_file()
 
 
-def test_changed_pretraining_lr_retrains_the_mid_checkpoints(smoke_run):
-    """A config change upstream reaches the mid-trained weights: no stale resume from the saved state."""
-    mid = smoke_run / "results" / "smoke" / "models" / "deltanet" / "mid-sft-s0"
+def test_changed_pretraining_lr_retrains_the_mid_checkpoints(smoke_run, tmp_path):
+    """A config change upstream reaches the mid-trained weights: no stale resume from the saved state.
+    Runs on a copy of the smoke run, whose config stays as it was for the tests after this one."""
+    rerun = tmp_path / "rerun"
+    shutil.copytree(smoke_run, rerun, symlinks=True)
+    mid = rerun / "results" / "smoke" / "models" / "deltanet" / "mid-sft-s0"
     before = {p.name: p.read_bytes() for p in mid.glob("*.safetensors")}
     lr = SMOKE["pretrain"]["optim"]["lr"] * 0.5  # config files merge key by key: only the lr changes
     overrides = {"pretrain": {"optim": {"lr": lr}}}
-    proc = snakemake(smoke_run, str(mid.relative_to(smoke_run)), "--cores", "2", overrides=overrides)
+    proc = snakemake(rerun, str(mid.relative_to(rerun)), "--cores", "2", overrides=overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "base_model" in proc.stdout + proc.stderr and "train_mid" in proc.stdout + proc.stderr
     after = {p.name: p.read_bytes() for p in mid.glob("*.safetensors")}
     assert before and after.keys() == before.keys() and after != before
-    log = (smoke_run / "results/smoke/logs/train_mid/deltanet/mid-sft-s0.log").read_text()
+    log = (rerun / "results/smoke/logs/train_mid/deltanet/mid-sft-s0.log").read_text()
     assert "resumed from" not in log, log[-2000:]
 
 
