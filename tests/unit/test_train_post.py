@@ -8,9 +8,9 @@ import json
 import torch
 
 from refine.data.batching import encode_prompt_answer, encode_prompts
+from refine.data.io import read_column
 from refine.train import stages
 from refine.train.config import PostConfig
-from refine.data.io import read_column
 from refine.train.distributed import Dist
 from refine.train.trainer import BatchPlan, Trainer
 from refine.train.updates import TextUpdate, sft_update

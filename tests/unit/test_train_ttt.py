@@ -9,10 +9,10 @@ import subprocess
 import torch
 
 from refine.data.batching import encode_prompts
+from refine.data.io import read_column
 from refine.evaluate.generation import Batch
 from refine.train import stages
 from refine.train.config import TTTConfig
-from refine.data.io import read_column
 from refine.train.distributed import Dist
 from refine.train.trainer import Trainer
 from refine.train.updates import TextUpdate
