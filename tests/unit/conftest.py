@@ -126,7 +126,19 @@ def dist_cfg() -> dict:
 
 
 @pytest.fixture
-def torchrun_mid(toy, dist_cfg) -> Callable[..., dict[str, torch.Tensor]]:
+def mid_args(toy) -> Callable[..., list[str]]:
+    """`mid_args(run, method, cfg, *extra)`: the `train --stage mid` arguments on the toy, writing under `run`."""
+
+    def args(run: Path, method: str, cfg: dict, *extra: str) -> list[str]:
+        return ["train", "--stage", "mid", "--method", method, "--base", str(toy["base"]), "--data",
+                str(toy["corpus"]), "--out", str(run / "out"), "--metrics", str(run / "m.jsonl"),
+                "--cfg", json.dumps(cfg), *extra]  # fmt: skip
+
+    return args
+
+
+@pytest.fixture
+def torchrun_mid(mid_args, dist_cfg) -> Callable[..., dict[str, torch.Tensor]]:
     """`torchrun_mid(run, method, nproc, *extra_args)`: `refine train --stage mid` on the toy under torchrun with
     `dist_cfg`, writing under `run`; returns the saved weights."""
 
@@ -134,26 +146,7 @@ def torchrun_mid(toy, dist_cfg) -> Callable[..., dict[str, torch.Tensor]]:
         script = run.parent / "train_cli.py"
         script.write_text(TRAIN_SCRIPT)
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-        cmd = [
-            *launcher,
-            str(script),
-            "train",
-            "--stage",
-            "mid",
-            "--method",
-            method,
-            "--base",
-            str(toy["base"]),
-            "--data",
-            str(toy["corpus"]),
-            "--out",
-            str(run / "out"),
-            "--metrics",
-            str(run / "m.jsonl"),
-            "--cfg",
-            json.dumps(dist_cfg),
-            *extra,
-        ]
+        cmd = [*launcher, str(script), *mid_args(run, method, dist_cfg, *extra)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         return read_weights(run / "out")
 

@@ -162,34 +162,13 @@ def test_fsdp_post_training_and_ttt_match_ddp(job, load_weights):
     assert json.loads((job / "ttt_fsdp.json").read_text()) == json.loads((job / "ttt_ddp.json").read_text())
 
 
-def test_fsdp_killed_run_resumes_bit_identical(toy, train_cli, load_weights, tmp_path):
+def test_fsdp_killed_run_resumes_bit_identical(mid_args, train_cli, load_weights, tmp_path):
     cfg = {**MID, **FSDP, "steps": 3, "save_every": 1}
     script = tmp_path / "train_cli.py"
     script.write_text(train_cli[2])
 
     def command(run: Path) -> list[str]:
-        return [
-            str(script),
-            "train",
-            "--stage",
-            "mid",
-            "--method",
-            "refine",
-            "--base",
-            str(toy["base"]),
-            "--data",
-            str(toy["corpus"]),
-            "--out",
-            str(run / "out"),
-            "--metrics",
-            str(run / "m.jsonl"),
-            "--state",
-            str(run / "state"),
-            "--seed",
-            "3",
-            "--cfg",
-            json.dumps(cfg),
-        ]
+        return [str(script), *mid_args(run, "refine", cfg, "--state", str(run / "state"), "--seed", "3")]
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     uninterrupted = launch(2, *command(whole))
