@@ -5,14 +5,12 @@ metrics (seconds, no workflow run) and checks the console, every figure, every s
 Needs the `chromium` and `chromium-driver` Debian packages (.ci/run installs them) and selenium (dev extra);
 skips only when the browser or its driver is absent."""
 
-import argparse
 import json
 import struct
 
 import pytest
-from test_report_synth import paper_records, write_metrics, write_records
+from test_report_synth import paper_records, run_report, write_metrics, write_records
 
-from refine.commands import report
 from refine.report.browser import chromium, open_report
 from refine.report.figures import captions
 from refine.report.tables import specs
@@ -21,13 +19,6 @@ pytestmark = pytest.mark.skipif(
     chromium() is None, reason="needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
 )
 SECTIONS = {"summary", "verdicts", "tables", "figures", *specs(), *captions()}
-
-
-def _run(*argv):
-    parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["report", *argv])
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def html(tmp_path_factory):
     bench.write_text("s\th:m:s\tmax_rss\n83.0\t0:01:23\t512.0\n")
     config = {"experiment": "synthetic", "archs": ["deltanet", "lact"], "qa": {"source": "synthetic"}}
     out = root / "report"
-    _run("build", "--records", str(root / "evals"), "--metrics", str(root / "train"), "--out", str(out),
+    run_report("build", "--records", str(root / "evals"), "--metrics", str(root / "train"), "--out", str(out),
          "--config-json", json.dumps(config))  # fmt: skip
     return out / "report.html"
 
@@ -61,7 +52,7 @@ def test_report_opens_clean_in_a_browser(html):
 
 def test_screenshot_command(html, tmp_path):
     shot = tmp_path / "report.png"
-    assert _run("screenshot", str(html), "--out", str(shot), "--width", "1280", "--height", "900") == 0
+    assert run_report("screenshot", str(html), "--out", str(shot), "--width", "1280", "--height", "900") == 0
     head = shot.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1280, 900)
     print(f"screenshot: {shot}")

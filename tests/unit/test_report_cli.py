@@ -1,23 +1,14 @@
 """`refine report ...`: every subcommand writes its outputs from a records folder."""
 
-import argparse
 import json
 import re
 
 import pandas as pd
 import pytest
-from test_report_synth import paper_records, write_metrics, write_records
+from test_report_synth import paper_records, run_report, write_metrics, write_records
 
-from refine.commands import report
 from refine.evaluate.records import config_hash
 from refine.report.claims import VERDICTS
-
-
-def _run(*argv):
-    parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["report", *argv])
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +23,7 @@ def results(tmp_path_factory):
 def test_build(results):
     out = results / "report"
     assert (
-        _run(
+        run_report(
             "build",
             *("--records", str(results / "evals"), "--metrics", str(results / "train"), "--out", str(out)),
             *("--config-json", json.dumps({"experiment": "cli", "qa": {"source": "synthetic"}})),
@@ -65,7 +56,7 @@ def test_build(results):
 def test_tables_options(results):
     out = results / "tables"
     niah = '{"S": "niah_single_1", "MK": "niah_multikey_2", "MQ": "niah_multiquery", "MV": "niah_multivalue"}'
-    _run("tables", "--records", str(results / "evals"), "--out", str(out), "--paper-config", "--niah-map", niah)
+    run_report("tables", "--records", str(results / "evals"), "--out", str(out), "--paper-config", "--niah-map", niah)
     md = (out / "table3_paper.md").read_text()
     assert "| Δ |" in md and "MK = niah_multikey_2" in md
     mk = pd.read_csv(out / "table3.csv").query("group == 'MK'")
@@ -73,7 +64,7 @@ def test_tables_options(results):
 
 
 def test_claims_and_missing_folder(results, tmp_path):
-    _run("claims", "--records", str(results / "evals"), "--out", str(tmp_path))
+    run_report("claims", "--records", str(results / "evals"), "--out", str(tmp_path))
     assert (tmp_path / "claims.md").read_text().startswith("### Claims")
     with pytest.raises(FileNotFoundError):
-        _run("figures", "--records", str(tmp_path / "nope"), "--out", str(tmp_path))
+        run_report("figures", "--records", str(tmp_path / "nope"), "--out", str(tmp_path))

@@ -1,17 +1,10 @@
 """`longbench.source: none` reaches the report: LongBench tables say "not configured" instead of "not run"."""
 
-import argparse
-
-from test_report_synth import paper_records, write_records
-
-from refine.commands import report
+from test_report_synth import paper_records, run_report, write_records
 
 
 def tables(tmp_path, *extra) -> str:
-    parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["report", "tables", "--records", str(tmp_path / "evals"), "--out", str(tmp_path), *extra])
-    assert args.func(args) == 0
+    assert run_report("tables", "--records", str(tmp_path / "evals"), "--out", str(tmp_path), *extra) == 0
     return (tmp_path / "table5.md").read_text(), (tmp_path / "table3.md").read_text()
 
 

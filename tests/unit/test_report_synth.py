@@ -3,6 +3,7 @@ the mean over seeds of every cell equals the paper's value."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from refine.commands import report
 from refine.experiment import parse_model
 from refine.report.published import published
 from refine.report.records import LONGBENCH, SHORT_TASKS, records_frame
@@ -149,3 +151,11 @@ def test_synthetic_records_round_trip(tmp_path):
     frame = load_records(write_records(rows, tmp_path))
     assert len(frame) == len(rows) and frame["own_task"].all()
     assert set(frame["stage"]) == {"base", "mid", "post"}
+
+
+def run_report(*argv):
+    """`refine report <argv>` in-process (exceptions propagate); returns the command's result."""
+    parser = argparse.ArgumentParser()
+    report.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["report", *argv])
+    return args.func(args)

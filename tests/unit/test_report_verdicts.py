@@ -1,15 +1,13 @@
 """Claim verdicts decided by intervals: records with per-example scores and known differences give PASS, FAIL,
 INCONCLUSIVE, FLOOR, CEILING and NOT MEASURABLE; the intervals behind them cover at their nominal rate."""
 
-import argparse
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_synth import paper_records, record, write_records
+from test_report_synth import paper_records, record, run_report, write_records
 
-from refine.commands import report
 from refine.report.claims import run_claims, to_markdown
 from refine.report.records import LENGTHS, load_metrics, load_records, records_frame
 from refine.report.stats import Z975, cell_half, compare, example_scores, t975
@@ -165,8 +163,6 @@ def test_pipeline_only_family_through_the_report_command(tmp_path):
     """`refine report {tables,claims,build} --pipeline-only longbench`: the LongBench tables, claims and page say
     so (the page from the claims made, without figures)."""
     write_records(paper_records(tables=("table3", "table5"), rng=0), tmp_path / "evals")
-    parser = argparse.ArgumentParser()
-    report.add_parser(parser.add_subparsers())
     out = tmp_path / "out"
     common = ["--records", str(tmp_path / "evals"), "--pipeline-only", "longbench"]
     for argv in (
@@ -174,8 +170,7 @@ def test_pipeline_only_family_through_the_report_command(tmp_path):
         ["claims", *common, "--out", str(out)],
         ["build", *common, "--out", str(out), "--figures", str(tmp_path), "--claims", str(out / "claims.csv")],
     ):
-        args = parser.parse_args(["report", *argv])
-        assert args.func(args) == 0
+        assert run_report(*argv) == 0
     assert (
         "* Pipeline only: at this scale the LongBench cells test the pipeline only"
         in (out / "tables" / "table5_paper.md").read_text()
