@@ -141,7 +141,7 @@ def niah_records(arch, model):
 
 
 def table3_records():
-    models = [X.BASE] + mid_models([SEED])
+    models = [X.BASE] + mid_models()
     return [r for a in ARCHS for m in models for r in niah_records(a, m)]
 
 
@@ -150,7 +150,7 @@ def table4_records():
     for arch in ARCHS:
         for task in QA_TASKS:
             for n in LENGTHS:
-                for m in [X.BASE] + mid_models([SEED]) + post_models(task, n):
+                for m in [X.BASE] + mid_models() + post_models(task, n):
                     out.append(record(arch, m, "qa", task, n))
                 nested = X.post_name(task, n, "nested_refine", SEED)
                 out += [
@@ -192,7 +192,7 @@ def ablation_records():
 
 def tableE1_records():
     """Table E.1: the short-context suite's cells on the base and mid-trained models, at the shortest length."""
-    models = [X.BASE] + mid_models([SEED])
+    models = [X.BASE] + mid_models()
     cells = config["short_eval"]["tasks"]
     return [
         record(a, m, "short", t, LENGTHS[0])
