@@ -23,6 +23,8 @@ rule eval_niah:
         cell_outputs(NIAH_CELLS),
     log:
         f"{R}/logs/eval_niah/{{arch}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_niah/{{arch}}/{{model}}.tsv"
     wildcard_constraints:
         model=BASE_OR_MID,
     conda:
@@ -47,6 +49,8 @@ use rule eval_niah as eval_qa with:
         cell_outputs(QA_CELLS),
     log:
         f"{R}/logs/eval_qa/{{arch}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_qa/{{arch}}/{{model}}.tsv"
     params:
         family="qa",
         cfg=cfg_json("evaluation"),
@@ -61,6 +65,8 @@ use rule eval_niah as eval_qa_post with:
         cell_outputs(POST_CELLS),
     log:
         f"{R}/logs/eval_qa/{{arch}}/{POST}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_qa_post/{{arch}}/{POST}.tsv"
     params:
         family="qa",
         cfg=cfg_json("evaluation"),
@@ -75,6 +81,8 @@ use rule eval_niah as eval_longbench with:
         cell_outputs(LONGBENCH_CELLS),
     log:
         f"{R}/logs/eval_longbench/{{arch}}/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval_longbench/{{arch}}/{{model}}.tsv"
     params:
         family="longbench",
         cfg=cfg_json("evaluation"),
@@ -142,6 +150,8 @@ if SHORT_CELLS:
             cell_outputs(SHORT_CELLS),
         log:
             f"{R}/logs/eval_short/{{arch}}/{{model}}.log",
+        benchmark:
+            f"{R}/benchmarks/eval_short/{{arch}}/{{model}}.tsv"
         params:
             family="short",
             cfg=SHORT_CFG,
