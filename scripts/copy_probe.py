@@ -23,6 +23,24 @@ import refine.models  # noqa: F401  (registers the Auto classes)
 from refine.models.tiny import tiny_config
 
 
+def copy_losses(arch: str, vocab: int, length: int, batch: int, steps: int, lr: float, config: dict, every: int = 50):
+    """Train a fresh tiny model for `steps` on sequences shown twice; yield (step, loss of the first showing,
+    loss of the repeat) every `every` steps and at the last (one thread, seed 0)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, vocab, **config))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for step in range(steps):
+        x = torch.randint(1, vocab, (batch, length))
+        ids = torch.cat([x, x], 1)
+        loss = F.cross_entropy(model(input_ids=ids[:, :-1]).logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        if step % every == 0 or step == steps - 1:
+            yield step, loss[:, : length - 1].mean().item(), loss[:, length:].mean().item()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="deltanet", choices=["deltanet", "lact"])
@@ -33,21 +51,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--config", default="{}", help="JSON overrides of the tiny model config")
     a = p.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(tiny_config(a.arch, a.vocab, **json.loads(a.config)))
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
     start = time.time()
-    for step in range(a.steps):
-        x = torch.randint(1, a.vocab, (a.batch, a.length))
-        ids = torch.cat([x, x], 1)
-        loss = F.cross_entropy(model(input_ids=ids[:, :-1]).logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        opt.zero_grad()
-        loss.mean().backward()
-        opt.step()
-        if step % 50 == 0 or step == a.steps - 1:
-            first, repeat = loss[:, : a.length - 1].mean().item(), loss[:, a.length :].mean().item()
-            print(f"step {step}: first {first:.2f}  repeat {repeat:.2f}  ({time.time() - start:.0f} s)", flush=True)
+    for step, first, repeat in copy_losses(a.arch, a.vocab, a.length, a.batch, a.steps, a.lr, json.loads(a.config)):
+        print(f"step {step}: first {first:.2f}  repeat {repeat:.2f}  ({time.time() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
