@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 import refine.models  # noqa: F401  (registers the Auto classes)
+from refine.config import set_threads
 from refine.models.tiny import tiny_config
 
 
 def copy_losses(arch: str, vocab: int, length: int, batch: int, steps: int, lr: float, config: dict, every: int = 50):
     """Train a fresh tiny model for `steps` on sequences shown twice; yield (step, loss of the first showing,
-    loss of the repeat) every `every` steps and at the last (one thread, seed 0)."""
-    torch.set_num_threads(1)
+    loss of the repeat) every `every` steps and at the last (seed 0)."""
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(tiny_config(arch, vocab, **config))
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--config", default="{}", help="JSON overrides of the tiny model config")
     a = p.parse_args()
+    set_threads(1)  # the measurements above ran on one thread
     start = time.time()
     for step, first, repeat in copy_losses(a.arch, a.vocab, a.length, a.batch, a.steps, a.lr, json.loads(a.config)):
         print(f"step {step}: first {first:.2f}  repeat {repeat:.2f}  ({time.time() - start:.0f} s)", flush=True)

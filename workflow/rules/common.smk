@@ -124,8 +124,13 @@ def model_dir(arch, name):
     return X.model_dir(R, arch, name)
 
 
-def mid_models(seeds=None, methods=X.MID_METHODS):
-    return [X.mid_name(m, s) for m in methods for s in (seeds or MID_SEEDS)]
+def mid_models(methods=X.MID_METHODS):
+    return [X.mid_name(m, s) for m in methods for s in MID_SEEDS]
+
+
+def base_and_mid_models():
+    """The models of Tables 3 and E.1 and the first rows of Table 4: the base and every mid-training seed."""
+    return [X.BASE] + mid_models()
 
 
 def post_models(task, length):
@@ -141,8 +146,7 @@ def niah_records(arch, model):
 
 
 def table3_records():
-    models = [X.BASE] + mid_models()
-    return [r for a in ARCHS for m in models for r in niah_records(a, m)]
+    return [r for a in ARCHS for m in base_and_mid_models() for r in niah_records(a, m)]
 
 
 def table4_records():
@@ -150,7 +154,7 @@ def table4_records():
     for arch in ARCHS:
         for task in QA_TASKS:
             for n in LENGTHS:
-                for m in [X.BASE] + mid_models() + post_models(task, n):
+                for m in base_and_mid_models() + post_models(task, n):
                     out.append(record(arch, m, "qa", task, n))
                 nested = X.post_name(task, n, "nested_refine", SEED)
                 out += [
@@ -192,12 +196,11 @@ def ablation_records():
 
 def tableE1_records():
     """Table E.1: the short-context suite's cells on the base and mid-trained models, at the shortest length."""
-    models = [X.BASE] + mid_models()
     cells = config["short_eval"]["tasks"]
     return [
         record(a, m, "short", t, LENGTHS[0])
         for a in ARCHS
-        for m in models
+        for m in base_and_mid_models()
         for t in cells
     ]
 
