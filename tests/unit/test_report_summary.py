@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
-from refine.report.provenance import collect, data_sources, parameter_count, wall_times
+from refine.report.provenance import collect, data_sources, job_times, parameter_count
 from refine.report.records import records_frame
 from refine.report.summary import claims_view, duration, params
 
@@ -18,7 +18,7 @@ def test_parameter_count_reads_safetensors_headers(tmp_path):
     assert parameter_count(tmp_path / "missing") is None
 
 
-def test_collect_models_wall_time_and_sources(tmp_path):
+def test_collect_models_job_time_and_sources(tmp_path):
     base = tmp_path / "models" / "lact" / "base"
     base.mkdir(parents=True)
     save_file({"w": torch.zeros(10, 10)}, base / "model.safetensors")
@@ -33,10 +33,10 @@ def test_collect_models_wall_time_and_sources(tmp_path):
     run = collect(tmp_path, records_frame([]), pd.DataFrame(), config)
     [model] = run.models
     assert (model.kind, model.params, model.trained) == ("lact", 100, {"mid": 2, "post": 1})
-    assert run.wall.to_dict("records")[0] == {"rule": "train_mid", "jobs": 2, "total_s": 90.0, "max_s": 60.0}
-    assert run.wall_total_s == 95.0 and run.experiment == "x" and len(run.config_hash) == 12
+    assert run.job_time.to_dict("records")[0] == {"rule": "train_mid", "jobs": 2, "total_s": 90.0, "max_s": 60.0}
+    assert run.job_time_total_s == 95.0 and run.experiment == "x" and len(run.config_hash) == 12
     assert run.data == {"longbench": "source=local, local_dir=/data/lb"} == data_sources(config)
-    assert "torch" in run.versions and wall_times(tmp_path / "nothing") is None
+    assert "torch" in run.versions and job_times(tmp_path / "nothing") is None
 
 
 def test_claim_lines_and_formats():

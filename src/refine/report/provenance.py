@@ -1,4 +1,4 @@
-"""What ran, for the report's summary: config and its hash, models and sizes, seeds, wall time, package
+"""What ran, for the report's summary: config and its hash, models and sizes, seeds, job time, package
 versions and data sources, read from the experiment's results folder. A fact the files do not hold is None
 (the page says n/a and why)."""
 
@@ -46,15 +46,15 @@ class Provenance:
     seeds: dict[str, list[int]]  # stage -> seeds seen in the records
     records: dict[str, int]  # family -> records
     metrics_runs: int
-    wall: pd.DataFrame | None  # rule, jobs, total_s, max_s (Snakemake benchmark files)
+    job_time: pd.DataFrame | None  # rule, jobs, total_s, max_s: each job's wall seconds (Snakemake benchmark files)
     record_span: tuple[str, str] | None  # first and last record's `created`
     versions: dict[str, str]
     code: list[str] = field(default_factory=list)  # code revisions the records were made with
     data: dict[str, str] = field(default_factory=dict)  # section -> "key=value, ..."
 
     @property
-    def wall_total_s(self) -> float:
-        return float(self.wall["total_s"].sum()) if self.wall is not None else math.nan
+    def job_time_total_s(self) -> float:
+        return float(self.job_time["total_s"].sum()) if self.job_time is not None else math.nan
 
 
 def parameter_count(model_dir: Path) -> int | None:
@@ -87,8 +87,9 @@ def models(root: Path, archs: list[str]) -> list[Model]:
     return out
 
 
-def wall_times(root: Path) -> pd.DataFrame | None:
-    """Wall seconds per rule from Snakemake's benchmark files ``benchmarks/{rule}/.../*.tsv`` (column ``s``)."""
+def job_times(root: Path) -> pd.DataFrame | None:
+    """Job seconds per rule (each job's wall clock, summed) from Snakemake's benchmark files
+    ``benchmarks/{rule}/.../*.tsv`` (column ``s``)."""
     rows = [
         {"rule": path.relative_to(root).parts[0], "s": float(pd.read_csv(path, sep="\t")["s"].iloc[-1])}
         for path in sorted(root.rglob("*.tsv"))
@@ -144,7 +145,7 @@ def collect(results: Path, records: pd.DataFrame, metrics: pd.DataFrame, config:
         seeds=seeds,
         records=records["family"].value_counts().to_dict() if len(records) else {},
         metrics_runs=int(metrics["model"].nunique()) if "model" in metrics and len(metrics) else 0,
-        wall=wall_times(results / "benchmarks") if (results / "benchmarks").is_dir() else None,
+        job_time=job_times(results / "benchmarks") if (results / "benchmarks").is_dir() else None,
         record_span=(created[0], created[-1]) if created else None,
         versions=versions(),
         code=sorted(set(records["code_revision"].dropna())) if "code_revision" in records else [],
