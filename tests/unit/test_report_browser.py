@@ -45,7 +45,7 @@ def test_report_opens_clean_in_a_browser(html):
         tops = [page.top(s) for s in ("summary", "verdicts", "tables", "figures")]
         assert tops == sorted(tops) and tops[0] < page.height / 4  # the summary opens the page
         summary = page.text("summary").lower()  # card titles are upper-cased by CSS
-        for fact in ("synthetic", "config hash", "wall time", "1m 23s", "data sources", "qa", "torch", "pass"):
+        for fact in ("synthetic", "config hash", "job time", "1m 23s", "data sources", "qa", "torch", "pass"):
             assert fact in summary, fact
         assert "Verdicts at a glance" in page.text("verdicts")
 
