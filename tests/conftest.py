@@ -1,4 +1,4 @@
-"""Shared fixtures: the real evaluation data, where the default config finds it."""
+"""Shared fixtures: the real evaluation data (data/, git-ignored), where the default config finds it."""
 
 from pathlib import Path
 
@@ -9,15 +9,15 @@ REPO = Path(__file__).resolve().parents[1]
 # The folder holding longbench/ and ruler_qa/: the parent of the default config's `longbench.local_dir`
 # (config paths are relative to the repository root).
 _DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-SHARED_DATA = (REPO / _DEFAULT["longbench"]["local_dir"]).resolve().parent
+EVAL_DATA = (REPO / _DEFAULT["longbench"]["local_dir"]).resolve().parent
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
+def eval_data() -> Path:
     """The evaluation data folder (LongBench and RULER-QA parquet files); skips the test with the reason if absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real evaluation data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    if not EVAL_DATA.is_dir():
+        pytest.skip(f"real evaluation data not found: put ReFINE's longbench/ and ruler_qa/ files in {EVAL_DATA}")
+    return EVAL_DATA
 
 
 @pytest.fixture(autouse=True, scope="session")

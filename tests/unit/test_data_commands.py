@@ -55,15 +55,15 @@ def test_pipeline(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
-def test_local_eval_files(tmp_path, shared_data):
-    cfg = {"local_dir": str(shared_data / "longbench"), "tasks": ["trec", "narrativeqa"]}
+def test_local_eval_files(tmp_path, eval_data):
+    cfg = {"local_dir": str(eval_data / "longbench"), "tasks": ["trec", "narrativeqa"]}
     assert run("longbench", "--cfg", json.dumps(cfg), "--out", tmp_path / "lb") == 0
     summary = read_table(tmp_path / "lb" / "summary.jsonl").set_index("task")
     assert summary.loc["narrativeqa"].to_dict() == {"rows": 61, "evaluated": 56}
     local = tmp_path / "ruler"  # ReFINE's test files, plus stand-ins for its (absent, >4 MiB) train files
     local.mkdir()
     for task in ("ruler_squadqa", "ruler_hotpotqa"):
-        test = shared_data / "ruler_qa" / f"{task}_lact_4096_200_test.parquet"
+        test = eval_data / "ruler_qa" / f"{task}_lact_4096_200_test.parquet"
         (local / test.name).symlink_to(test)
         (local / f"{task}_lact_4096_1600_train.parquet").symlink_to(test)
     cfg = {"source": "local", "local_dir": str(local), "model": "lact", "lengths": [4096],
@@ -71,7 +71,7 @@ def test_local_eval_files(tmp_path, shared_data):
     assert run("qa", "--cfg", json.dumps(cfg), "--out", tmp_path / "qa") == 0
     assert len(read_table(tmp_path / "qa" / "ruler_squadqa_4096_test.parquet")) == 200
     assert (tmp_path / "qa" / "ruler_hotpotqa_4096_train.parquet").is_file()
-    cfg["local_dir"] = str(shared_data / "ruler_qa")  # no train files there: the error names the file
+    cfg["local_dir"] = str(eval_data / "ruler_qa")  # no train files there: the error names the file
     with pytest.raises(FileNotFoundError, match="ruler_squadqa_lact_4096_1600_train.parquet"):
         run("qa", "--cfg", json.dumps(cfg), "--out", tmp_path / "qa2")
 

@@ -51,8 +51,8 @@ def test_task_constants():
     assert set(MAX_GEN_TOKENS) == set(PROMPTS) == set(TASKS) | set(EXTRA_TASKS)
 
 
-def test_real_files_counts_and_prompts(shared_data):
-    frames = load_longbench(shared_data / "longbench")
+def test_real_files_counts_and_prompts(eval_data):
+    frames = load_longbench(eval_data / "longbench")
     assert list(frames) == list(TASKS)
     for task, frame in frames.items():
         assert evaluated_count(len(frame)) == EVALUATED[task], task
@@ -61,12 +61,12 @@ def test_real_files_counts_and_prompts(shared_data):
         head = PROMPTS[task].partition("{context}")[0]
         tail = PROMPTS[task].rpartition("}")[2]
         assert frame["prompt"].str.startswith(head).all() and frame["prompt"].str.endswith(tail).all(), task
-    extra = load_longbench(shared_data / "longbench", EXTRA_TASKS)
+    extra = load_longbench(eval_data / "longbench", EXTRA_TASKS)
     assert {t: len(f) for t, f in extra.items()} == {"musique": 17, "gov_report": 16}
 
 
-def test_errors_name_file_and_column(tmp_path, shared_data):
-    frame = pd.read_parquet(task_file(shared_data / "longbench", "trec")).head(2)
+def test_errors_name_file_and_column(tmp_path, eval_data):
+    frame = pd.read_parquet(task_file(eval_data / "longbench", "trec")).head(2)
     frame.drop(columns=["answers"]).to_parquet(task_file(tmp_path, "trec"))
     with pytest.raises(KeyError, match=r"trec_16384\.parquet.*'answers'"):
         load_task(tmp_path, "trec")
@@ -114,10 +114,10 @@ HUB_ROWS = {
 
 
 @pytest.fixture
-def shared_data_or_none(request):
+def eval_data_or_none(request):
     """The real data folder when present (an extra check), else None."""
     try:
-        return request.getfixturevalue("shared_data")
+        return request.getfixturevalue("eval_data")
     except pytest.skip.Exception:
         return None
 
@@ -149,7 +149,7 @@ def test_build_task_applies_the_official_template_and_filters_by_length(tmp_path
     assert len(build_task(examples, "trec", tiny_tokenizer, max_length=10**6)) == 2
 
 
-def test_hub_rows_have_the_local_files_layout(tmp_path, tiny_tokenizer, shared_data_or_none):
+def test_hub_rows_have_the_local_files_layout(tmp_path, tiny_tokenizer, eval_data_or_none):
     """`refine data longbench` from the hub archive writes the same columns and types as from ReFINE's files."""
     import json
 
@@ -183,8 +183,8 @@ def test_hub_rows_have_the_local_files_layout(tmp_path, tiny_tokenizer, shared_d
         hub, loc = (pq.read_table(tmp_path / d / f"{task}.parquet") for d in ("hub", "loc"))
         assert hub.schema == loc.schema and hub.column_names == list(COLUMNS), task
         assert hub.to_pylist() == loc.to_pylist()
-    if shared_data_or_none is not None:  # and the layout of ReFINE's real files
-        real = pd.read_parquet(task_file(shared_data_or_none / "longbench", "trec"))[list(COLUMNS)]
+    if eval_data_or_none is not None:  # and the layout of ReFINE's real files
+        real = pd.read_parquet(task_file(eval_data_or_none / "longbench", "trec"))[list(COLUMNS)]
         ours = pd.read_parquet(tmp_path / "hub" / "trec.parquet")
         assert real.dtypes.to_dict() == ours.dtypes.to_dict()  # (pandas writes large_string for string)
         assert type(real["answers"][0]) is type(ours["answers"][0])

@@ -25,8 +25,8 @@ def tokenizer():
 @pytest.mark.parametrize("task", QA_TASKS)
 @pytest.mark.parametrize("model", ["lact", "delta_net"])
 @pytest.mark.parametrize("length", [4096, 8192])
-def test_real_files(shared_data, task, model, length):
-    frame = load_ruler_qa(ruler_qa_file(shared_data / "ruler_qa", task, model, length))
+def test_real_files(eval_data, task, model, length):
+    frame = load_ruler_qa(ruler_qa_file(eval_data / "ruler_qa", task, model, length))
     assert len(frame) == 200 and sorted(frame["index"]) == list(range(200))
     assert (frame["task"] == task).all() and (frame["max_seq_length"] == length).all()
     assert (frame["total_length"] <= length).all()
@@ -58,8 +58,8 @@ def test_synthetic_deterministic_and_splits_differ(tokenizer):
     assert not set(a["prompt"]) & set(train["prompt"])
 
 
-def test_loader_errors_name_file_and_column(tmp_path, shared_data):
-    frame = pd.read_parquet(ruler_qa_file(shared_data / "ruler_qa", "ruler_squadqa", "lact", 4096)).head(3)
+def test_loader_errors_name_file_and_column(tmp_path, eval_data):
+    frame = pd.read_parquet(ruler_qa_file(eval_data / "ruler_qa", "ruler_squadqa", "lact", 4096)).head(3)
     missing = tmp_path / "no_answer.parquet"
     frame.drop(columns=["answer"]).to_parquet(missing)
     with pytest.raises(KeyError, match=r"no_answer\.parquet.*'answer'"):

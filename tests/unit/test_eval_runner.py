@@ -152,8 +152,8 @@ def test_bad_rows_name_source_row_and_field():
         )
 
 
-def test_longbench_on_real_trec_rows(shared_data):
-    rows = read_rows(shared_data / "longbench" / "trec_16384.parquet")[:12]
+def test_longbench_on_real_trec_rows(eval_data):
+    rows = read_rows(eval_data / "longbench" / "trec_16384.parquet")[:12]
     assert isinstance(rows[0]["answers"], list)
     model = StubModel(lambda p: f"\n{rows[0]['answers'][0]}\nmore")
     cfg = GenerationConfig(max_prompt_length=64, official_max_new_tokens=True)

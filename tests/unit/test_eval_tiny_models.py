@@ -81,10 +81,10 @@ def test_lm_eval_hflm_on_the_checkpoint(checkpoint, tmp_path):
     assert [e["prediction"] for e in scores["examples"]] == ours
 
 
-def test_cli_longbench_end_to_end(checkpoint, tmp_path, shared_data):
+def test_cli_longbench_end_to_end(checkpoint, tmp_path, eval_data):
     folder, _, _ = checkpoint
     data = tmp_path / "lcc.parquet"
-    pd.read_parquet(shared_data / "longbench" / "lcc_16384.parquet").head(20).to_parquet(data)
+    pd.read_parquet(eval_data / "longbench" / "lcc_16384.parquet").head(20).to_parquet(data)
     parser = argparse.ArgumentParser()
     cmd.add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "rec.json"
