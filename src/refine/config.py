@@ -89,6 +89,12 @@ def check_workflow_config(config: dict[str, Any]) -> None:
         raise ValueError(f"length_labels: {len(labels)} labels for {len(lengths)} lengths (one per length, in order)")
     for stage in TRAINED_STAGES:
         _check_batches(stage, config[stage], config[stage].get("batch_size"))
+    corpus, mid_length = config["corpus"], config["mid"].get("max_length")
+    if corpus.get("source", "synthetic") == "synthetic" and mid_length and corpus.get("length", 0) > mid_length:
+        raise ValueError(
+            f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
+            "would cut their ends, where the synthetic documents' answers are"
+        )
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
 
 

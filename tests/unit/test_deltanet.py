@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
 
-import refine  # registers the model types
+import refine.models  # noqa: F401  (registers the model types)
 from refine.models.base import FastWeightPreTrainedModel, ntp_loss
 from refine.models.cache import FastWeightCache
 from refine.models.deltanet import DeltaNetConfig, DeltaNetForCausalLM

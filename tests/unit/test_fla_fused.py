@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import refine  # noqa: F401  (registers the models)
+import refine.models  # noqa: F401  (registers the models)
 from refine.models.mlp import GatedMLP
 from refine.models.tiny import tiny_config
 from refine.ops.fla import fla_symbols

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import refine  # noqa: F401  (registration)
+import refine.models  # noqa: F401  (registration)
 from refine.models.lact import LaCTConfig, LaCTForCausalLM
 from refine.models.lact_cache import LaCTCache
 from refine.models.tiny import lact_760m_config, tiny_config

@@ -17,9 +17,18 @@ def test_import_does_not_touch_fla_or_cuda():
     assert out.split() == ["False", "False"]
 
 
+def test_package_import_is_light():
+    """`import refine` and the CLI parser pull neither torch nor transformers (record-only jobs start fast)."""
+    out = run_python(
+        "import sys, refine.cli; refine.cli.build_parser(); "
+        "print(*(m in sys.modules for m in ('torch', 'transformers')))"
+    )
+    assert out.split() == ["False", "False"]
+
+
 def test_import_registers_both_models():
     out = run_python(
-        "import refine; from transformers import AutoConfig; "
+        "import refine.models; from transformers import AutoConfig; "
         "print(*(AutoConfig.for_model(t).__class__.__module__ for t in ('delta_net', 'lact_swiglu')))"
     )
     assert out.split() == ["refine.models.deltanet", "refine.models.lact"]

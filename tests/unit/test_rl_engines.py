@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import refine  # noqa: F401  (registers the models)
+import refine.models  # noqa: F401  (registers the models)
 from refine.models.base import ntp_loss
 from refine.models.tiny import tiny_config
 from refine.ops.linear_ce import entropy_from_logits

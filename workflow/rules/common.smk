@@ -1,7 +1,6 @@
 # Shared helpers: result paths, the per-stage --cfg JSON, the launcher, target lists, evaluation cells. No
 # experiment logic lives here; every rule runs one `refine` command. Names and paths come from
 # refine.experiment; every config value that reaches a shell is quoted (shlex / {x:q}).
-import importlib.util
 import json
 import os
 import shlex
@@ -14,28 +13,16 @@ os.environ["PATH"] = os.pathsep.join(
 )
 
 
-def refine_module(name):
-    """Module refine.<name> of the installed package, loaded on its own: the package's __init__ imports
-    torch, which DAG building does not need (the module must import only the standard library and yaml).
-    """
-    package = importlib.util.find_spec("refine")
-    if package is None:
-        raise WorkflowError(
-            "the refine package is not installed in Snakemake's environment (pip install -e .)"
-        )
-    path = os.path.join(os.path.dirname(package.origin), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_refine_workflow_{name}", path)
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = loaded  # dataclasses look their module up
-    spec.loader.exec_module(loaded)
-    return loaded
+try:  # `import refine` is light (standard library and yaml): DAG building needs no torch
+    from refine import config as refine_config, experiment as X, version as V
+except ImportError as err:
+    raise WorkflowError(
+        f"the refine package is not installed in Snakemake's environment (pip install -e .): {err}"
+    ) from None
 
-
-X = refine_module("experiment")
 # params code=V.command_hash(group): a change to the code `refine <group>` can run reruns the rule
-V = refine_module("version")
 try:  # the cross-key rules the schema cannot state, at DAG build
-    refine_module("config").check_workflow_config(config)
+    refine_config.check_workflow_config(config)
 except ValueError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
@@ -224,7 +211,7 @@ def metrics_files(methods=X.MID_METHODS):
 
 
 def tokenizer_dir(arch):
-    """The tiny default trains one BPE on the corpus; the paper uses each checkpoint's own tokenizer."""
+    """The tiny default trains one BPE on synthetic text; the paper uses each checkpoint's own tokenizer."""
     return (
         f"{R}/tokenizer"
         if config["base"]["source"] == "pretrain"

@@ -1,13 +1,9 @@
-# Data: corpus and tokenizer (tiny default), NIAH / QA / LongBench evaluation files per architecture.
+# Data: tokenizer (tiny default) and corpus, NIAH / QA / LongBench evaluation files per architecture.
 
 
 rule corpus:
     input:
-        tokenizer=lambda w: (
-            []
-            if config["corpus"]["source"] == "synthetic"
-            else tokenizer_dir(ARCHS[0])
-        ),
+        tokenizer=tokenizer_dir(ARCHS[0]),
     output:
         train=f"{R}/corpus/train.parquet",
         val=f"{R}/corpus/val.parquet",
@@ -18,16 +14,28 @@ rule corpus:
     params:
         code=V.command_hash("data"),
         cfg=cfg_json("corpus"),
-        tokenizer=lambda w, input: (
-            f"--tokenizer {shlex.quote(input.tokenizer)}" if input.tokenizer else ""
-        ),
     shell:
-        "refine data corpus --cfg {params.cfg:q} {params.tokenizer} --out {output.train:q} --val-out {output.val:q} > {log:q} 2>&1"
+        "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output.train:q} --val-out {output.val:q} > {log:q} 2>&1"
+
+
+rule tokenizer_corpus:
+    """Synthetic documents sized in words (no tokenizer exists yet): the tiny BPE's training text."""
+    output:
+        f"{R}/corpus/tokenizer.parquet",
+    log:
+        f"{R}/logs/tokenizer_corpus.log",
+    conda:
+        "../envs/refine.yaml"
+    params:
+        code=V.command_hash("data"),
+        cfg=cfg_json("corpus"),
+    shell:
+        "refine data corpus --cfg {params.cfg:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule tokenizer:
     input:
-        f"{R}/corpus/train.parquet",
+        f"{R}/corpus/tokenizer.parquet",
     output:
         directory(f"{R}/tokenizer"),
     log:
