@@ -18,9 +18,11 @@ def test_import_does_not_touch_fla_or_cuda():
 
 
 def test_package_import_is_light():
-    """`import refine` and the CLI parser pull neither torch nor transformers (record-only jobs start fast)."""
+    """`import refine`, the CLI parser and the report (tables, figures, claims, page) pull neither torch nor
+    transformers: record-only jobs start in a fraction of a second."""
     out = run_python(
-        "import sys, refine.cli; refine.cli.build_parser(); "
+        "import sys, pkgutil, importlib, refine.cli, refine.report; refine.cli.build_parser(); "
+        "[importlib.import_module(f'refine.report.{m.name}') for m in pkgutil.iter_modules(refine.report.__path__)]; "
         "print(*(m in sys.modules for m in ('torch', 'transformers')))"
     )
     assert out.split() == ["False", "False"]
