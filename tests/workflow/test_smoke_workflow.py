@@ -42,7 +42,7 @@ def expected_records() -> list[str]:
         out += [
             f"{a}/{m}/niah/{t}_{n}_ttt-none.json" for m in MODELS_MID for t in SMOKE["niah"]["tasks"] for n in lengths
         ]
-        for t in ["ruler_squadqa", "ruler_hotpotqa"]:
+        for t in SMOKE["qa"]["tasks"]:
             for n in lengths:
                 out += [f"{a}/{m}/qa/{t}_{n}_ttt-none.json" for m in MODELS_MID]
                 out += [f"{a}/post-{t}-{n}-{m}-s0/qa/{t}_{n}_ttt-{ttt}.json" for m, ttt in POST_ROWS]
