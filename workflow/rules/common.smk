@@ -210,6 +210,12 @@ def metrics_files(methods=X.MID_METHODS):
     return [X.metrics_path(R, a, m) for a in ARCHS for m in mid_models(methods=methods)]
 
 
+def corpus_cfg():
+    """The corpus section; an unset `length` follows mid.max_length, so mid-training keeps each document whole."""
+    length = config["corpus"].get("length", config["mid"].get("max_length"))
+    return cfg_json("corpus", **({"length": length} if length else {}))
+
+
 def tokenizer_dir(arch):
     """The tiny default trains one BPE on synthetic text; the paper uses each checkpoint's own tokenizer."""
     return (

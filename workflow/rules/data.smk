@@ -13,7 +13,7 @@ rule corpus:
         "../envs/refine.yaml"
     params:
         code=V.command_hash("data"),
-        cfg=cfg_json("corpus"),
+        cfg=corpus_cfg(),
     shell:
         "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output.train:q} --val-out {output.val:q} > {log:q} 2>&1"
 
