@@ -2,8 +2,7 @@
 
 `code_version()` goes into evaluation records and training metrics; `command_hash(group)` (the sources
 `refine <group>` can import) into the resume fingerprint and the workflow's rerun params (docs/design.md,
-"Reruns"). Standard library only at import time: the workflow loads this file without importing the
-package (whose `__init__` imports torch).
+"Reruns"). Standard library only at import time: the workflow imports it when it builds the DAG.
 """
 
 from __future__ import annotations

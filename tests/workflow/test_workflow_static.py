@@ -111,6 +111,8 @@ def test_paper_config_takes_nothing_from_the_tiny_default():
     mid = [c for c in cfgs if "val_every" in c]
     assert longbench and all(c["max_examples"] is None for c in longbench)  # the default caps it at 8
     assert mid and all("val_max_docs" not in c for c in mid)  # the default uses 4 documents
+    corpus = [c for c in cfgs if c.get("hub_repo") == "DKYoon/SlimPajama-6B"]  # its length: mid.max_length
+    assert [c["length"] for c in corpus] == [mid[0]["max_length"]] == [16384]
 
 
 def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path):
