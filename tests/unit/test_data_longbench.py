@@ -15,6 +15,7 @@ from refine.data.longbench import (
     load_task,
     task_file,
 )
+from refine.data.tokenizer import count_tokens
 
 # spec 3.3 / paper Table C.1: rows evaluated with batches of 8 and drop_last.
 EVALUATED = {
@@ -130,7 +131,6 @@ def tiny_tokenizer():
 
 
 def test_build_task_applies_the_official_template_and_filters_by_length(tmp_path, tiny_tokenizer):
-    from refine.data.batching import count_tokens
     from refine.data.longbench import COLUMNS, archive_examples, build_task
 
     archive = hub_archive(tmp_path / "data.zip", HUB_ROWS)

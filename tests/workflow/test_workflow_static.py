@@ -115,6 +115,29 @@ def test_paper_config_takes_nothing_from_the_tiny_default():
     assert [c["length"] for c in corpus] == [mid[0]["max_length"]] == [16384]
 
 
+def _corpus_cfgs(proc: subprocess.CompletedProcess) -> dict[str, dict]:
+    """The --cfg of the printed `refine data corpus` commands, by output file name."""
+    cfgs = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("Shell command: refine data corpus "):
+            argv = shlex.split(line.removeprefix("Shell command: "))
+            cfgs[Path(argv[argv.index("--out") + 1]).name] = json.loads(argv[argv.index("--cfg") + 1])
+    return cfgs
+
+
+@pytest.mark.parametrize("length", [None, 200])
+def test_corpus_length_reaches_the_corpus_and_not_the_tokenizer_text(tmp_path, length):
+    """Unset, `corpus.length` follows mid.max_length; the tokenizer's text (sized in words) never carries it,
+    so setting it does not retrain the tokenizer."""
+    proc = _with_override(tmp_path, {"corpus": {"length": length}} if length else {}, "all", "-p", "-F")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfgs = _corpus_cfgs(proc)
+    smoke = yaml.safe_load(Path("config/smoke.yaml").read_text())
+    assert cfgs["train.parquet"]["length"] == (length or smoke["mid"]["max_length"])
+    assert "length" not in cfgs["tokenizer.parquet"]
+    assert {k: v for k, v in cfgs["train.parquet"].items() if k != "length"} == cfgs["tokenizer.parquet"]
+
+
 def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path):
     """Quotes, `;` and `$()` in config values: the printed commands, run with a stand-in `refine` that records
     its arguments, execute nothing else and hand the job the literal value."""

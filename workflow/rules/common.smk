@@ -53,11 +53,11 @@ wildcard_constraints:
     model=X.name_pattern("base", "mid", "post"),
 
 
-def cfg_json(section, **extra):
-    """A config section (plus extra fields) as one compact JSON object: the command's --cfg (quote it: {x:q})."""
-    return json.dumps(
-        {**config[section], **extra}, separators=(",", ":"), sort_keys=True
-    )
+def cfg_json(section, omit=(), **extra):
+    """A config section (less `omit`, plus extra fields) as one compact JSON object: the command's --cfg
+    (quote it: {x:q})."""
+    fields = {k: v for k, v in config[section].items() if k not in omit}
+    return json.dumps({**fields, **extra}, separators=(",", ":"), sort_keys=True)
 
 
 def launcher(wildcards, threads, resources):

@@ -28,7 +28,7 @@ rule tokenizer_corpus:
         "../envs/refine.yaml"
     params:
         code=V.command_hash("data"),
-        cfg=cfg_json("corpus"),
+        cfg=cfg_json("corpus", omit=("length",)),
     shell:
         "refine data corpus --cfg {params.cfg:q} --out {output:q} > {log:q} 2>&1"
 

@@ -15,19 +15,10 @@ import pandas as pd
 import torch
 
 from refine.data.io import read_table
+from refine.data.tokenizer import tokenize
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
-
-
-def tokenize(texts: Sequence[str], tokenizer) -> list[list[int]]:
-    """Token ids of each text, without special tokens."""
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-
-
-def count_tokens(texts: Sequence[str], tokenizer) -> list[int]:
-    """Number of tokens of each text, without special tokens."""
-    return [len(ids) for ids in tokenize(texts, tokenizer)]
 
 
 def truncate(seqs: list[list[int]], budget: int, *, source: str, field: str) -> list[list[int]]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from refine.data import niah, qa
-from refine.data.batching import count_tokens
 from refine.data.text import Fact, filler_sentence, filler_text, random_fact
+from refine.data.tokenizer import count_tokens
 
 STYLES = ("prose", "niah", "qa")
 FACT_RATE = 0.12  # probability that a prose sentence states a new fact

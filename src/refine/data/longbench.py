@@ -21,6 +21,7 @@ import pandas as pd
 
 from refine.atomic import atomic_path
 from refine.data.io import read_table
+from refine.data.tokenizer import count_tokens
 
 # Paper Table 5 column order -> LongBench task.
 TASK_KEYS = {
@@ -205,8 +206,6 @@ def build_task(examples: Iterable[dict], task: str, tokenizer, max_length: int =
     """ReFINE's rows for `task` from official examples: the official prompt template, lengths in `tokenizer`
     tokens, and only the rows with prompt_length + max_answer_length <= max_length (ReFINE's files are filtered,
     not truncated, spec 3.3)."""
-    from refine.data.batching import count_tokens  # here: the report imports this module's facts without torch
-
     rows = []
     for example in examples:
         prompt = PROMPTS[task].format(context=example["context"], input=example["input"])

@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from refine.data.batching import count_tokens
 from refine.data.text import Part, filler_text, random_value
+from refine.data.tokenizer import count_tokens
 
 # RULER scripts/data/synthetic/constants.py:27-28 (lm-eval niah_utils.py:21).
 TEMPLATE = (

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from refine.data.batching import count_tokens
 from refine.data.io import read_table
 from refine.data.text import FACT_KINDS, Fact, Part, entity_nouns, filler_sentence, random_value, word_list
+from refine.data.tokenizer import count_tokens
 
 INSTRUCTION = (
     "Answer the question based on the given passages. Only give me the answer and do not output any other words."

@@ -2,19 +2,21 @@
 
 Recipe (spec 13.5): `tokenizers` BPE + ByteLevel pre-tokenizer/decoder + BpeTrainer
 with the byte alphabet, wrapped in `PreTrainedTokenizerFast`. No BOS is ever added (spec 3.1, 10.13) and
-pad = EOS when the tokenizer has no pad token (spec 3.1, ReFINE `utils/tokenizer.py:21-33`).
+pad = EOS when the tokenizer has no pad token (spec 3.1, ReFINE `utils/tokenizer.py:21-33`). Token counting lives
+here too; the module imports `transformers` (and so torch) only when a tokenizer is trained or loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from refine.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 EOS_TOKEN = "<|endoftext|>"
 
@@ -30,6 +32,9 @@ class TokenizerConfig:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts`; EOS `<|endoftext|>` (id 0) is also pad; no BOS, no post-processor."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -55,9 +60,21 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> P
 
 def load_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
     """`AutoTokenizer.from_pretrained`, then pad = EOS if the tokenizer has no pad token."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer {path_or_id}: has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def tokenize(texts: Sequence[str], tokenizer) -> list[list[int]]:
+    """Token ids of each text, without special tokens."""
+    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+
+def count_tokens(texts: Sequence[str], tokenizer) -> list[int]:
+    """Number of tokens of each text, without special tokens."""
+    return [len(ids) for ids in tokenize(texts, tokenizer)]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from refine.data.batching import pad, pad_id, tokenize, truncate
+from refine.data.batching import pad, pad_id, truncate
+from refine.data.tokenizer import tokenize
 
 
 @dataclass

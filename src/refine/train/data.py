@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from refine.data.batching import pad, tokenize, truncate
+from refine.data.batching import pad, truncate
 from refine.data.io import read_column
+from refine.data.tokenizer import tokenize
 
 
 def encode_texts(path: Path | str, tokenizer, max_length: int | None) -> list[list[int]]:
