@@ -95,6 +95,12 @@ def check_workflow_config(config: dict[str, Any]) -> None:
             f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
             "would cut their ends, where the synthetic documents' answers are"
         )
+    pre_min, pre_length = config["pretrain_corpus"].get("min_length"), config["pretrain"]["max_length"]
+    if pre_min and pre_min > pre_length:
+        raise ValueError(
+            f"pretrain_corpus.min_length: {pre_min} tokens exceed pretrain.max_length ({pre_length}), the length of "
+            "the pretraining documents"
+        )
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
 
 

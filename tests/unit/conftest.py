@@ -55,8 +55,14 @@ def build_toy(root: Path) -> dict[str, Path]:
 
     rng = random.Random(0)
     docs = [document(rng, 12) for _ in range(48)]
-    paths = {name: root / f"{name}.parquet" for name in ("corpus", "val", "qa", "eval")}
+    paths = {name: root / f"{name}.parquet" for name in ("corpus", "val", "qa", "eval", "pretrain")}
     pd.DataFrame({"text": docs[:40]}).to_parquet(paths["corpus"])
+    pretrain = [(document(rng, 3), 0) for _ in range(20)] + [
+        (f"{prompt} {value}", len(prompt))
+        for key, value in ((rng.choice(KEYS), rng.choice(NOUN)) for _ in range(20))
+        for prompt in [f"the {key} is {value} . {document(rng, 1)} question : what is the {key} ? answer :"]
+    ]  # pretraining documents within 64 tokens: prose (learn every token) and QA (learn the answer)
+    pd.DataFrame(pretrain, columns=["text", "answer_start"]).to_parquet(paths["pretrain"])
     pd.DataFrame({"text": docs[40:]}).to_parquet(paths["val"])
     pd.DataFrame([qa_row(rng, i) for i in range(16)]).to_parquet(paths["qa"])
     pd.DataFrame([qa_row(rng, i) for i in range(20)]).to_parquet(paths["eval"])
@@ -103,7 +109,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict[str, Path]:
-    """Paths of the toy files (`corpus`, `val`, `qa`, `eval`, `tokenizer`, `base`), built once per module."""
+    """Paths of the toy files (`corpus`, `val`, `qa`, `eval`, `pretrain`, `tokenizer`, `base`), built once per
+    module."""
     return build_toy(tmp_path_factory.mktemp("toy"))
 
 

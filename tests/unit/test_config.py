@@ -38,7 +38,8 @@ def test_from_dict_names_unknown_keys():
 
 def _workflow(**over):
     cfg = {"lengths": [512, 1024], "length_labels": ["4K", "8K"], "evaluation": {"batch_size": 8},
-           "corpus": {"length": 256}, "pretrain": {"batch_size": 4},
+           "corpus": {"length": 256}, "pretrain_corpus": {"min_length": 128},
+           "pretrain": {"batch_size": 4, "max_length": 256},
            "mid": {"batch_size": 4, "micro_batch_size": 2, "max_length": 256},
            "post": {"batch_size": 4, "refine": {"mini_batch_size": 4}}, "ttt": {"micro_batch_size": 8}}  # fmt: skip
     return cfg | over
@@ -57,6 +58,8 @@ def test_workflow_cross_key_rules_name_the_key():
     with pytest.raises(ValueError, match=r"corpus\.length: 512-token documents exceed mid\.max_length \(256\)"):
         check_workflow_config(_workflow(corpus={"length": 512}))
     check_workflow_config(_workflow(corpus={"length": 512, "source": "hub"}))  # hub: a minimum, cut anyway
+    with pytest.raises(ValueError, match=r"pretrain_corpus\.min_length: 300 tokens exceed pretrain\.max_length"):
+        check_workflow_config(_workflow(pretrain_corpus={"min_length": 300}))
 
 
 @pytest.mark.parametrize(

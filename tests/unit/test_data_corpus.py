@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from refine.data.corpus import STYLES, prose_document, synthetic_corpus
+from refine.data.corpus import STYLES, CorpusConfig, prose_document, synthetic_corpus
 from refine.data.text import entity_nouns, part_of
 from refine.data.tokenizer import train_tokenizer
 
@@ -20,7 +20,7 @@ def test_deterministic_per_seed(words_corpus):
     pd.testing.assert_frame_equal(words_corpus, synthetic_corpus(30, 0, n_words=1200))
     other = synthetic_corpus(30, 1, n_words=1200)
     assert not set(words_corpus["text"]) & set(other["text"])
-    assert set(words_corpus["style"]) == set(STYLES)
+    assert set(words_corpus["style"]) == set(CorpusConfig().style_weights) < set(STYLES)
     assert words_corpus["n_words"].between(1000, 1400).all()
 
 
@@ -33,7 +33,8 @@ def test_token_sized_documents(words_corpus):
 
 
 def test_prose_facts_are_recalled_later():
-    text = prose_document(random.Random(0), 3000)
+    text, answer_start = prose_document(random.Random(0), 3000)
+    assert answer_start == 0  # prose has no answer: every token is text to learn
     statements = re.findall(
         r"(?<!Recall that )[Tt]he (\w+ \w+) (?:was founded by|is located in) ([A-Z][\w ]+?)\.", text
     )
@@ -48,3 +49,28 @@ def test_prose_facts_are_recalled_later():
 def test_entity_halves_are_disjoint():
     train, evaluation = set(entity_nouns("train")), set(entity_nouns("eval"))
     assert train and evaluation and not train & evaluation
+
+
+def test_answer_start_splits_each_document_before_its_answer():
+    docs = synthetic_corpus(40, 3, n_words=300, style_weights={"prose": 1, "niah": 1, "needle": 1, "qa": 1})
+    assert set(docs["style"]) == set(STYLES)
+    for row in docs.itertuples():
+        context, answer = row.text[: row.answer_start], row.text[row.answer_start :]
+        if row.style == "prose":
+            assert row.answer_start == 0
+        elif row.style in ("niah", "needle"):
+            assert context.endswith((" is", " are")) and answer.startswith(" ") and answer.endswith(".")
+            assert all(value in context.split("\n")[-1] or value in context for value in answer[1:-1].split(", "))
+        else:
+            assert context.endswith("Answer:") and answer.strip()
+    needles = docs[docs["style"] == "needle"]
+    assert all(re.fullmatch(r" \d{7}\.", t[a:]) for t, a in zip(needles["text"], needles["answer_start"]))
+
+
+def test_min_length_draws_each_documents_target(words_corpus):
+    tok = train_tokenizer(words_corpus["text"], vocab_size=1024)
+    sizes = {"tokenizer": tok, "length": 400, "min_length": 200, "style_weights": {"prose": 1, "needle": 1}}
+    docs = synthetic_corpus(16, 2, **sizes)
+    assert docs["n_tokens"].max() <= 400 and docs["n_tokens"].min() >= 0.95 * 200
+    assert docs["n_tokens"].std() > 30  # spread over the range, not all fitted to 400
+    pd.testing.assert_frame_equal(docs, synthetic_corpus(16, 2, **sizes))

@@ -23,6 +23,7 @@ SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 SECTIONS = {
     "tokenizer": (TokenizerConfig, set()),
     "corpus": (CorpusConfig, set()),
+    "pretrain_corpus": (CorpusConfig, set()),  # its `length` is forbidden there: pretrain.max_length
     "pretrain": (PretrainConfig, {"model"}),  # base.tiny.<arch>
     "mid": (MidConfig, set()),
     "post": (PostConfig, set()),

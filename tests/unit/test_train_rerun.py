@@ -48,7 +48,7 @@ def pretrain(toy, state, out, *, tokenizer=None):
         PretrainConfig.from_dict({**PRETRAIN, "keep_state": True}),
         arch="deltanet",
         tokenizer=tokenizer or toy["tokenizer"],
-        data=toy["corpus"],
+        data=toy["pretrain"],
         out=out,
         metrics=out.with_suffix(".jsonl"),
         state=state,
@@ -121,7 +121,7 @@ def test_changed_code_starts_fresh(toy, saved, tmp_path, caplog, monkeypatch, lo
 
 
 def test_a_changed_tokenizer_starts_pretraining_fresh(toy, tmp_path, caplog, load_weights):
-    texts = pd.read_parquet(toy["val"])["text"].tolist()
+    texts = [t for name in ("val", "pretrain") for t in pd.read_parquet(toy[name])["text"]]
     tokenizer = save_tokenizer(train_tokenizer(texts, vocab_size=300, min_frequency=1), tmp_path / "tok2")
     pretrain(toy, tmp_path / "state", tmp_path / "first")
     with caplog.at_level(logging.INFO):

@@ -216,6 +216,11 @@ def corpus_cfg():
     return cfg_json("corpus", **({"length": length} if length else {}))
 
 
+def pretrain_corpus_cfg():
+    """The pretrain_corpus section; its documents fit the pretraining rows (pretrain.max_length)."""
+    return cfg_json("pretrain_corpus", length=config["pretrain"]["max_length"])
+
+
 def tokenizer_dir(arch):
     """The tiny default trains one BPE on synthetic text; the paper uses each checkpoint's own tokenizer."""
     return (

@@ -18,6 +18,23 @@ rule corpus:
         "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output.train:q} --val-out {output.val:q} > {log:q} 2>&1"
 
 
+rule pretrain_corpus:
+    """The tiny base models' documents, each within one pretraining row."""
+    input:
+        tokenizer=f"{R}/tokenizer",
+    output:
+        f"{R}/corpus/pretrain.parquet",
+    log:
+        f"{R}/logs/pretrain_corpus.log",
+    conda:
+        "../envs/refine.yaml"
+    params:
+        code=V.command_hash("data"),
+        cfg=pretrain_corpus_cfg(),
+    shell:
+        "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule tokenizer_corpus:
     """Synthetic documents sized in words (no tokenizer exists yet): the tiny BPE's training text."""
     output:

@@ -67,6 +67,7 @@ def run_corpus(args) -> int:
                 seed,
                 tokenizer=tokenizer,
                 length=cfg.length,
+                min_length=cfg.min_length,
                 n_words=cfg.n_words,
                 style_weights=cfg.style_weights,
             )

@@ -1,14 +1,16 @@
 """Pre-/mid-training documents: a deterministic synthetic corpus with long-range structure, or the hub.
 
-Synthetic documents (docs/design.md, "The tiny default": the corpus must make long context matter) come in three
+Synthetic documents (docs/design.md, "The tiny default": the corpus must make long context matter) come in four
 styles, all with entity names from the training half of the nouns (`text.part_of`):
   * `prose`: templated filler sentences; facts (entity -> multi-token code/name/place/count) stated once
     and recalled much later (a question with its answer, or a restatement) with other facts between;
   * `niah`: a RULER NIAH sample (random variant shape) followed by its answer prefix and answers;
+  * `needle`: the simplest NIAH shape (one key, one 7-digit number, noise haystack) and its answer;
   * `qa`: a RULER-QA prompt (SQuAD- or HotpotQA-like) followed by its answer.
+Each row's `answer_start` is the character offset where its answer begins (0 for prose: no answer).
 Document i of seed s depends only on (s, i) and the size. Sizes are in words (`n_words`, for tokenizer
-training) or in
-tokens (`length`: the longest document found within `length` tokens, usually 95-100% of it).
+training) or in tokens (each document the longest found within its target, usually 95-100% of it; the target is
+`length`, or drawn per document from [`min_length`, `length`]).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from refine.data import niah, qa
 from refine.data.text import Fact, filler_sentence, filler_text, random_fact
 from refine.data.tokenizer import count_tokens
 
-STYLES = ("prose", "niah", "qa")
+STYLES = ("prose", "niah", "needle", "qa")
 FACT_RATE = 0.12  # probability that a prose sentence states a new fact
 PARAGRAPH_RATE = 0.15
 
@@ -36,6 +38,7 @@ class CorpusConfig:
     num_train: int = 600
     num_val: int = 16
     length: int = 2048
+    min_length: int | None = None  # None: every document fitted to `length`
     n_words: int = 1500
     seed: int = 0
     val_seed: int = 1
@@ -51,8 +54,9 @@ def _recall(rng: random.Random, fact: Fact) -> str:
     return "Recall that " + fact.statement[0].lower() + fact.statement[1:]
 
 
-def prose_document(rng: random.Random, n_words: int) -> str:
-    """Filler paragraphs with facts recalled at a uniformly drawn later point (>= 10% of the document on)."""
+def prose_document(rng: random.Random, n_words: int) -> tuple[str, int]:
+    """Filler paragraphs with facts recalled at a uniformly drawn later point (>= 10% of the document on);
+    no answer (offset 0)."""
     paragraphs, sentences, used, pending, keys = [], [], 0, [], set()
     while used < n_words:
         if pending and pending[0][0] <= used:
@@ -73,10 +77,10 @@ def prose_document(rng: random.Random, n_words: int) -> str:
             paragraphs.append(" ".join(sentences))
             sentences = []
     paragraphs.append(" ".join(sentences))
-    return "\n\n".join(p for p in paragraphs if p)
+    return "\n\n".join(p for p in paragraphs if p), 0
 
 
-def niah_document(rng: random.Random, n_words: int) -> str:
+def niah_document(rng: random.Random, n_words: int) -> tuple[str, int]:
     """A NIAH sample of random shape (haystack, value type, 1-4 keys/values/queries) plus its answer."""
     shape = rng.choice([{}, {"num_k": 4}, {"num_v": 4}, {"num_q": 4}])
     variant = niah.NiahVariant(
@@ -85,14 +89,24 @@ def niah_document(rng: random.Random, n_words: int) -> str:
         rng.choice(["numbers", "uuids", "words"]),
         **shape,
     )
+    return _niah_text(rng, variant, n_words)
+
+
+def needle_document(rng: random.Random, n_words: int) -> tuple[str, int]:
+    """One key and its 7-digit number in the noise haystack (RULER's `niah_single_1` shape) plus the answer."""
+    return _niah_text(rng, niah.NiahVariant("noise"), n_words)
+
+
+def _niah_text(rng: random.Random, variant: niah.NiahVariant, n_words: int) -> tuple[str, int]:
     words_per_unit = {"essay": 1, "noise": len(niah.NOISE.split()), "needle": 12}[variant.haystack]
     units = max(max(variant.num_k, variant.num_q) * variant.num_v, (n_words - 60) // words_per_unit)
     essay = niah.essay_words(filler_text(rng, units)) if variant.haystack == "essay" else None
     text, answers, prefix = niah.niah_sample(rng, variant, units, essay, part="train", shuffle_seed=rng.getrandbits(32))
-    return f"{text} {prefix} {', '.join(answers)}."
+    context = f"{text} {prefix}"
+    return f"{context} {', '.join(answers)}.", len(context)
 
 
-def qa_document(rng: random.Random, n_words: int) -> str:
+def qa_document(rng: random.Random, n_words: int) -> tuple[str, int]:
     """A RULER-QA prompt with distractors up to `n_words` words, followed by the answer."""
     question, answers, docs, distractor = qa.EXAMPLES[rng.choice(qa.QA_TASKS)](rng, "train")
     used = sum(len(d.split()) for d in docs) + 60
@@ -100,41 +114,48 @@ def qa_document(rng: random.Random, n_words: int) -> str:
         docs.append(distractor())
         used += len(docs[-1].split()) + 2
     rng.shuffle(docs)
-    return f"{qa.format_prompt(docs, question)} {answers[0]}"
+    prompt = qa.format_prompt(docs, question)
+    return f"{prompt} {answers[0]}", len(prompt)
 
 
-BUILDERS = {"prose": prose_document, "niah": niah_document, "qa": qa_document}
+BUILDERS = {"prose": prose_document, "niah": niah_document, "needle": needle_document, "qa": qa_document}
 
 
-def document(seed: int, index: int, n_words: int, style_weights: dict[str, float], redraw: int = 0) -> tuple[str, str]:
-    """(style, text) of document `index` for `seed`, about `n_words` words; `redraw` > 0 draws another one."""
+def document(
+    seed: int, index: int, n_words: int, style_weights: dict[str, float], redraw: int = 0
+) -> tuple[str, str, int]:
+    """(style, text, answer_start) of document `index` for `seed`, about `n_words` words; `redraw` > 0 draws
+    another one."""
     rng = random.Random(f"corpus:{seed}:{index}" + (f":{redraw}" if redraw else ""))
     style = rng.choices(list(style_weights), weights=list(style_weights.values()))[0]
     if style not in BUILDERS:
         raise ValueError(f"unknown corpus style {style!r}; choose from {STYLES}")
-    return style, BUILDERS[style](rng, n_words)
+    return (style, *BUILDERS[style](rng, n_words))
 
 
-def _fit(seed: int, index: int, length: int, tokenizer, weights: dict[str, float], ratio: float) -> dict:
-    """The longest document found within `length` tokens: resize in words until the tokens land in
-    [95%, 100%] of `length`; redraw (another style/shape) when even the smallest size is too long."""
+def _fit(seed: int, index: int, target: int, length: int, tokenizer, weights: dict[str, float], ratio: float) -> dict:
+    """The longest document found within `target` tokens: resize in words until the tokens land in
+    [95%, 100%] of it; when even the smallest size is too long, redraw (another style/shape) with the target
+    moved toward `length` (reached by the last redraw)."""
     best = None
     for redraw in range(4):
-        words = int(length / ratio)
+        length_now = target + (length - target) * redraw // 3
+        words = int(length_now / ratio)
         for _ in range(8):
-            style, text = document(seed, index, words, weights, redraw)
+            style, text, answer_start = document(seed, index, words, weights, redraw)
             n_tokens = count_tokens([text], tokenizer)[0]
-            if n_tokens <= length and (best is None or n_tokens > best["n_tokens"]):
+            if n_tokens <= length_now and (best is None or n_tokens > best["n_tokens"]):
                 best = {
                     "index": index,
                     "style": style,
                     "text": text,
+                    "answer_start": answer_start,
                     "n_words": len(text.split()),
                     "n_tokens": n_tokens,
                 }
-            if 0.95 * length <= n_tokens <= length:
+            if 0.95 * length_now <= n_tokens <= length_now:
                 return best
-            words = int(words * 0.975 * length / n_tokens)
+            words = int(words * 0.975 * length_now / n_tokens)
         if best is not None:
             return best
     raise ValueError(f"corpus document {index} (seed {seed}): no size found within {length} tokens")
@@ -146,23 +167,29 @@ def synthetic_corpus(
     *,
     tokenizer=None,
     length: int = 2048,
+    min_length: int | None = None,
     n_words: int = 1500,
     style_weights: dict[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Columns `index, style, text, n_words` (+ `n_tokens` with a tokenizer: the longest document found within
-    `length` tokens, usually 95-100% of it)."""
+    """Columns `index, style, text, answer_start, n_words` (+ `n_tokens` with a tokenizer: the longest document
+    found within its target, usually 95-100% of it; the target is `length`, or with `min_length` drawn uniformly
+    from [min_length, length] per document)."""
     weights = style_weights or CorpusConfig().style_weights
     if tokenizer is None:
         docs = (document(seed, i, n_words, weights) for i in range(num_docs))
         return pd.DataFrame(
             [
-                {"index": i, "style": style, "text": text, "n_words": len(text.split())}
-                for i, (style, text) in enumerate(docs)
+                {"index": i, "style": style, "text": text, "answer_start": start, "n_words": len(text.split())}
+                for i, (style, text, start) in enumerate(docs)
             ]
         )
     sample = filler_text(random.Random(0), 2000)  # tokens per word of filler prose: the first size guess
     ratio = count_tokens([sample], tokenizer)[0] / len(sample.split())
-    return pd.DataFrame([_fit(seed, i, length, tokenizer, weights, ratio) for i in range(num_docs)])
+
+    def target(i: int) -> int:
+        return random.Random(f"length:{seed}:{i}").randint(min_length, length) if min_length else length
+
+    return pd.DataFrame([_fit(seed, i, target(i), length, tokenizer, weights, ratio) for i in range(num_docs)])
 
 
 def hub_corpus(

@@ -23,7 +23,7 @@ from refine.experiment import POST_METHODS, refine_fields, resolve_method
 from refine.rl.config import RefineConfig
 from refine.rl.step import refine_update
 from refine.train.config import MidConfig, PostConfig, PretrainConfig, RunConfig, TTTConfig
-from refine.train.data import encode_texts, pack, text_batch
+from refine.train.data import document_batch, encode_documents, encode_texts, text_batch
 from refine.train.distributed import Dist, init_distributed
 from refine.train.state import full_weights, save_checkpoint
 from refine.train.trainer import BatchPlan, Trainer
@@ -78,8 +78,10 @@ def pretrain(
     dist=None,
     identity=None,
 ):
-    """NTP from scratch on the corpus, packed into rows of `max_length` (the tiny base models). `identity`
-    (each stage): the run's `arch` and `refine.experiment.ModelId.fields`, for the checkpoint and metrics."""
+    """NTP from scratch (the tiny base models): one document per row (at most `max_length` tokens), loss on
+    every token of prose and on the answer of task documents, each document weighing the same (docs/design.md,
+    "Retrieval first"). `identity` (each stage): the run's `arch` and `refine.experiment.ModelId.fields`, for
+    the checkpoint and metrics."""
     from transformers import AutoModelForCausalLM
 
     from refine.models.tiny import tiny_config
@@ -89,7 +91,7 @@ def pretrain(
     seed_everything(seed)
     config = tiny_config(arch, len(tok), **cfg.model)
     config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
-    rows = pack(encode_texts(data, tok, None), cfg.max_length, tok.eos_token_id)
+    rows = encode_documents(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(rows), cfg, seed)
     t = _trainer(
         AutoModelForCausalLM.from_config(config),
@@ -105,8 +107,8 @@ def pretrain(
     )
     t.fit(
         plan,
-        lambda idx: text_batch([rows[i] for i in idx], tok.pad_token_id, cfg.max_length),
-        lambda batch: sft_update(t.model, batch, cfg.micro_batch_size, 1, t.opt),
+        lambda idx: document_batch([rows[i] for i in idx], tok.pad_token_id),
+        lambda batch: sft_update(t.model, batch, cfg.micro_batch_size, 1, t.opt, per_document=True),
         save_every=cfg.save_every,
     )
     _finish(t, tok, out)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from refine.models.base import ntp_targets
 from refine.rl.config import RefineConfig
 from refine.rl.step import refine_update
 from refine.train.optim import OptimizerStep
@@ -24,12 +25,15 @@ def real_tokens(batch: dict[str, torch.Tensor]) -> int:
     return int(batch["attention_mask"].sum())
 
 
-def sft_update(model, batch: dict[str, torch.Tensor], micro: int, n_steps: int, opt: OptimizerStep) -> dict:
+def sft_update(
+    model, batch: dict[str, torch.Tensor], micro: int, n_steps: int, opt: OptimizerStep, per_document: bool = False
+) -> dict:
     """NTP cross-entropy (labels = `labels` or the input ids) in `n_steps` optimizer steps (spec 4.10).
 
     The rows split into `n_steps` contiguous mini-batches; each accumulates micro-batches of `micro` rows
     with loss = token-mean CE / #micro-batches, then takes one optimizer step. The official SFT baselines
-    use n_steps = 1; `matched_steps` uses REFINE's number of mini-batches (spec 10.4).
+    use n_steps = 1; `matched_steps` uses REFINE's number of mini-batches (spec 10.4). `per_document`: the
+    mean over rows of each row's token-mean CE instead (every row counts once, however few targets it has).
     """
     device = next(model.parameters()).device
     rows = batch["input_ids"].shape[0]
@@ -43,7 +47,13 @@ def sft_update(model, batch: dict[str, torch.Tensor], micro: int, n_steps: int, 
         for m in range(0, size, micro):
             part = {k: v.to(device) for k, v in _rows(mini, m, m + micro).items()}
             labels = part.get("labels", part["input_ids"])
-            loss = model(part["input_ids"], attention_mask=part["attention_mask"], labels=labels).loss
+            per_row = None
+            if per_document:
+                targets = (ntp_targets(labels, part["attention_mask"]) != -100).sum(dim=1)
+                per_row = targets.clamp(min=1) * len(labels)
+            loss = model(
+                part["input_ids"], attention_mask=part["attention_mask"], labels=labels, num_items_in_batch=per_row
+            ).loss
             opt.backward(loss / n_micro)
             losses.append(float(loss.detach()))
         out = opt.apply()
