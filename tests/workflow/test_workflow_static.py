@@ -110,7 +110,7 @@ def test_paper_config_takes_nothing_from_the_tiny_default():
     cfgs = [json.loads(shlex.split(s)[shlex.split(s).index("--cfg") + 1]) for s in shells if " --cfg " in s]
     longbench = [c for c in cfgs if "tasks" in c and "max_examples" in c]
     mid = [c for c in cfgs if "val_every" in c]
-    assert longbench and all(c["max_examples"] is None for c in longbench)  # the default caps it at 4
+    assert longbench and all(c["max_examples"] is None for c in longbench)  # the default caps it at 8
     assert mid and all("val_max_docs" not in c for c in mid)  # the default uses 4 documents
     corpus = [c for c in cfgs if c.get("hub_repo") == "DKYoon/SlimPajama-6B"]  # its length: mid.max_length
     assert [c["length"] for c in corpus] == [mid[0]["max_length"]] == [16384]
