@@ -199,3 +199,32 @@ def test_fused_linear_ce_switch_sets_the_model_and_keeps_the_sft_step():
     (loss_plain, w_plain), (loss_fused, w_fused) = results
     assert loss_fused == pytest.approx(loss_plain, rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(w_plain, w_fused))
+
+
+def test_document_rows_learn_from_their_start_and_weigh_the_same():
+    """`document_batch` right-pads and labels each row from its first token to learn; `sft_update(per_document)`
+    reports the mean over rows of each row's token-mean CE (not the token mean over the batch)."""
+    from refine.models.deltanet import DeltaNetForCausalLM
+    from refine.models.tiny import tiny_config
+    from refine.train.config import RunConfig
+    from refine.train.data import document_batch
+    from refine.train.trainer import Trainer
+    from refine.train.updates import sft_update
+
+    rows = [([5, 6, 7, 8, 9, 10, 11, 12], 0), ([20, 21, 22, 23, 24], 3)]  # prose; a 3-token context, then its answer
+    batch = document_batch(rows, pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11, 12], [20, 21, 22, 23, 24, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[5, 6, 7, 8, 9, 10, 11, 12], [-100, -100, -100, 23, 24, -100, -100, -100]]
+    torch.manual_seed(0)
+    model = DeltaNetForCausalLM(tiny_config("deltanet", 64))
+    with torch.no_grad():
+        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), batch["labels"][:, 1:], ignore_index=-100, reduction="none"
+        )
+    targets = batch["labels"][:, 1:] != -100  # 7 targets in row 0, 2 (the answer) in row 1
+    expected = ((ce * targets).sum(1) / targets.sum(1)).mean().item()
+    trainer = Trainer(model, RunConfig(), Dist(), seed=0, total_steps=1)
+    out = sft_update(trainer.model, batch, 2, 1, trainer.opt, per_document=True)
+    assert out["loss"] == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx((ce * targets).sum().item() / targets.sum().item(), rel=1e-3)

@@ -73,7 +73,7 @@ class StageConfig(RunConfig):
 
 @dataclass(frozen=True)
 class PretrainConfig(StageConfig):
-    """Tiny-base NTP pretraining from scratch on packed corpus documents (docs/design.md, "The tiny default")."""
+    """Tiny-base NTP pretraining from scratch, one corpus document per row (docs/design.md, "Retrieval first")."""
 
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.1, schedule="cosine", warmup_steps=20)
