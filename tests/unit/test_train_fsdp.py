@@ -25,12 +25,16 @@ from refine.train.config import MidConfig, PostConfig, TTTConfig
 from refine.train.distributed import is_sharded
 
 LR = 1e-3  # Adam's first step moves each weight by about LR, so 1e-5 is 1 % of a step
+# Adam's first step is LR * g / (|g| + eps): with the default eps 1e-8, a gradient of a few 1e-9 makes the step
+# hang on the gradient's round-off (the sum of gradients differs in order between the strategies); eps 1e-6
+# keeps round-off of ~1e-9 under 1e-3 of a step.
+OPTIM = {"lr": LR, "eps": 1e-6}
 MID = {
     "batch_size": 4,
     "max_length": 64,
     "steps": 1,
     "threads": 1,
-    "optim": {"lr": LR},
+    "optim": OPTIM,
     "refine": {"mini_batch_size": 2},
     "val_every": 1,
     "val_batch_size": 4,
@@ -47,8 +51,8 @@ RUNS = {
 }
 
 
-POST = {"batch_size": 4, "max_length": 96, "max_answer_length": 4, "threads": 1, "optim": {"lr": LR}}
-TTT = {"threads": 1, "optim": {"lr": LR}, "reset": "per_batch", "generation": {"max_prompt_length": 160}}
+POST = {"batch_size": 4, "max_length": 96, "max_answer_length": 4, "threads": 1, "optim": OPTIM}
+TTT = {"threads": 1, "optim": OPTIM, "reset": "per_batch", "generation": {"max_prompt_length": 160}}
 
 
 def worker(out: Path, toy: Path) -> None:
