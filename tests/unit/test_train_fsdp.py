@@ -108,6 +108,13 @@ def launch(nproc: int, *args: str, **popen) -> subprocess.Popen:
     )
 
 
+def failure(err: str) -> str:
+    """A failed torchrun's stderr, shortened: the first error lines of its ranks (a rank aborting in C++, e.g. on a
+    gloo exception, prints them long before torchrun's summary), then the tail."""
+    first = [line for line in err.splitlines() if any(m in line for m in ("terminate called", "what():", "Error"))]
+    return "\n".join(first[:20]) + "\n...\n" + err[-2000:]
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Linux /proc: the field after the command name's `)` is the state,
     then the parent's pid)."""
@@ -134,7 +141,7 @@ def job(toy, tmp_path_factory) -> Path:
         out=out / "sft_one",
     )
     _, err = running.communicate(timeout=600)
-    assert running.returncode == 0, err[-3000:]
+    assert running.returncode == 0, failure(err)
     return out
 
 
@@ -189,10 +196,10 @@ def test_fsdp_killed_run_resumes_bit_identical(mid_args, train_cli, load_weights
 
     resumed = launch(2, *command(killed))
     _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err[-3000:]
+    assert resumed.returncode == 0, failure(err)
     assert f"resumed from {killed / 'state' / f'step-{saved_at}'} at step {saved_at}" in err
     _, err = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, err[-3000:]
+    assert uninterrupted.returncode == 0, failure(err)
 
     def losses(run: Path) -> list[tuple[int, float]]:
         return [(r["step"], r["loss"]) for r in rows(run / "m.jsonl")]
