@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from refine.models.tiny import tiny_config
 from refine.ops import linear_ce
-from refine.ops.linear_ce import ChunkedLinearCrossEntropy, entropy_from_logits, linear_entropy
+from refine.ops.linear_ce import ChunkedLinearCrossEntropy, entropy_from_logits, linear_cross_entropy, linear_entropy
 from refine.rl.rollout import ENGINES, rollout_rows
 from refine.rl.scan import scan
 
@@ -61,6 +61,26 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
         torch.testing.assert_close(g, r)
     frozen = ChunkedLinearCrossEntropy.apply(hidden, weight.detach(), targets, 7)  # no weight gradient needed
     torch.testing.assert_close(torch.autograd.grad(frozen, hidden)[0], ref[0] / 2.5)
+
+
+def test_rows_without_a_target_are_not_computed():
+    """Answer-only targets (the tiny pretraining's needles): the plain loss and gradients from the logits of the
+    target rows alone; no target at all gives 0 and zero gradients."""
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(40, 12, generator=gen, requires_grad=True)
+    weight = torch.randn(VOCAB, 12, generator=gen, requires_grad=True)
+    targets = torch.full((40,), -100)
+    targets[[5, 6, 30]] = torch.tensor([1, 50, 96])
+    plain = F.cross_entropy(hidden @ weight.T, targets, ignore_index=-100, reduction="sum")
+    with LargestLogits(VOCAB) as largest:
+        loss = linear_cross_entropy(hidden, weight, targets, chunk_tokens=16)
+        grads = torch.autograd.grad(loss, (hidden, weight))
+    assert largest.rows == 3
+    torch.testing.assert_close(loss, plain)
+    for g, r in zip(grads, torch.autograd.grad(plain, (hidden, weight))):
+        torch.testing.assert_close(g, r)
+    none = linear_cross_entropy(hidden, weight, torch.full((40,), -100))
+    assert none.item() == 0 and not torch.autograd.grad(none, hidden)[0].any()
 
 
 def test_linear_entropy_matches_the_full_logits():

@@ -78,10 +78,14 @@ def linear_cross_entropy(
 ) -> torch.Tensor:
     """Summed cross-entropy (fp32 scalar) of ``hidden [N, d] @ weight [V, d]^T`` against ``targets [N]``
     (-100 ignored), never holding more than a chunk of logits (``chunk_tokens``, default :data:`CHUNK_TOKENS`,
-    torch path). fla's kernel on CUDA when it imports."""
+    torch path). fla's kernel on CUDA when it imports. Rows without a target are dropped first: they add nothing, and
+    where the loss is on answers alone (the tiny pretraining's needles) they are most of the head's work."""
+    keep = targets != IGNORE_INDEX
+    if not bool(keep.all()):
+        hidden, targets = hidden[keep], targets[keep]
     fused = (
         fla_symbols("fla.modules.fused_linear_cross_entropy", "fused_linear_cross_entropy_loss")
-        if hidden.is_cuda
+        if hidden.is_cuda and len(targets)
         else None
     )
     if fused is not None:
