@@ -64,8 +64,8 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients():
 
 
 def test_rows_without_a_target_are_not_computed():
-    """Answer-only targets (the tiny pretraining's needles): the plain loss and gradients from the logits of the
-    target rows alone; no target at all gives 0 and zero gradients."""
+    """Answer-only targets (a few rows of many): the plain loss and gradients from the logits of the target rows
+    alone; no target at all gives 0 and zero gradients."""
     gen = torch.Generator().manual_seed(1)
     hidden = torch.randn(40, 12, generator=gen, requires_grad=True)
     weight = torch.randn(VOCAB, 12, generator=gen, requires_grad=True)

@@ -79,7 +79,8 @@ def linear_cross_entropy(
     """Summed cross-entropy (fp32 scalar) of ``hidden [N, d] @ weight [V, d]^T`` against ``targets [N]``
     (-100 ignored), never holding more than a chunk of logits (``chunk_tokens``, default :data:`CHUNK_TOKENS`,
     torch path). fla's kernel on CUDA when it imports. Rows without a target are dropped first: they add nothing, and
-    where the loss is on answers alone (the tiny pretraining's needles) they are most of the head's work."""
+    where the loss is on answers alone (post-training's prompts, padding, answer-only documents) they are most of the
+    head's work."""
     keep = targets != IGNORE_INDEX
     if not bool(keep.all()):
         hidden, targets = hidden[keep], targets[keep]
