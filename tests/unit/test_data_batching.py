@@ -4,9 +4,10 @@ import logging
 
 import pytest
 
-from refine.data.batching import IGNORE_INDEX, encode_prompt_answer, encode_prompts, iter_batches, pad
+from refine.data.batching import encode_prompt_answer, encode_prompts, iter_batches, pad
 from refine.data.io import write_table
 from refine.data.tokenizer import train_tokenizer
+from refine.ops.linear_ce import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import torch
 
 from refine.data.io import read_table
 from refine.data.tokenizer import tokenize
+from refine.ops.linear_ce import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
 
 
 def truncate(seqs: list[list[int]], budget: int, *, source: str, field: str) -> list[list[int]]:

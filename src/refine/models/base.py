@@ -17,7 +17,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from refine.models.cache import FastWeightCache
-from refine.ops.linear_ce import linear_cross_entropy, linear_entropy
+from refine.ops.linear_ce import IGNORE_INDEX, linear_cross_entropy, linear_entropy
 
 # transformers 5.24 renamed the output/kwarg ``past_key_values`` to ``cache``; 5.6-5.23 only know the old name.
 _CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
@@ -82,16 +82,16 @@ def check_forward_kwargs(kwargs: dict) -> None:
 def ntp_targets(labels: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, T]`` targets of positions ``0..T-1``: ``labels[:, t + 1]``, -100 where ignored (label -100, target
     masked out by ``attention_mask`` (last T columns), and the last position, which has no target)."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
     mask = current_mask(attention_mask, labels.shape[1])
-    return targets if mask is None else targets.masked_fill(F.pad(mask[:, 1:], (0, 1)) == 0, -100)
+    return targets if mask is None else targets.masked_fill(F.pad(mask[:, 1:], (0, 1)) == 0, IGNORE_INDEX)
 
 
 def _divide(per_row: torch.Tensor, targets: torch.Tensor, num_items: int | torch.Tensor | None) -> torch.Tensor:
     """``sum(per_row / num_items)`` for the summed cross-entropy of each row ``per_row [B]``: ``num_items`` (HF's
     ``num_items_in_batch``) is a number or per-row divisors ``[B]``; None divides by the number of real targets."""
     if num_items is None:
-        num_items = (targets != -100).sum().clamp(min=1)
+        num_items = (targets != IGNORE_INDEX).sum().clamp(min=1)
     return (per_row / num_items).sum()
 
 
@@ -109,7 +109,7 @@ def ntp_loss(
     the divisor, e.g. to sum the loss over pieces of a batch.
     """
     targets = ntp_targets(labels, attention_mask)
-    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="none")
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
     return _divide(ce.view(targets.shape).sum(dim=1), targets, num_items)
 
 

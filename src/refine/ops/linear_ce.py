@@ -18,6 +18,8 @@ from refine.ops.fla import fla_symbols
 #: tokens per chunk of logits in the torch path (fp32 logits of a chunk: CHUNK_TOKENS * V * 4 bytes, 128 MiB at
 #: V = 32000)
 CHUNK_TOKENS = 1024
+#: the label (and target) of a position without one: torch's ``cross_entropy`` default and Hugging Face's convention;
+#: every module that masks a label imports it from here
 IGNORE_INDEX = -100
 
 
@@ -36,7 +38,8 @@ def linear_entropy(hidden: torch.Tensor, weight: torch.Tensor, chunk_tokens: int
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """``sum_i CE(hidden_i @ weight^T, targets_i)`` over targets != -100 (fp32), gradients computed in the forward."""
+    """``sum_i CE(hidden_i @ weight^T, targets_i)`` (fp32), gradients computed in the forward; every target a class
+    index (:func:`linear_cross_entropy` drops the ignored rows first)."""
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_tokens: int):
@@ -47,14 +50,12 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_tokens):
             x, target = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
             logits = (x @ weight.T).float()
-            valid = target != IGNORE_INDEX
-            index = target.clamp(min=0)[:, None]
+            index = target[:, None]
             lse = logits.logsumexp(dim=-1)
-            loss += ((lse - logits.gather(-1, index)[:, 0]) * valid).sum()
+            loss += (lse - logits.gather(-1, index)[:, 0]).sum()
             if need_hidden or need_weight:
                 grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
                 grad.scatter_add_(-1, index, -torch.ones_like(index, dtype=grad.dtype))
-                grad *= valid[:, None]
                 if need_hidden:
                     d_hidden[start : start + chunk_tokens] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
                 if need_weight:
@@ -77,10 +78,10 @@ def linear_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_tokens: int | None = None
 ) -> torch.Tensor:
     """Summed cross-entropy (fp32 scalar) of ``hidden [N, d] @ weight [V, d]^T`` against ``targets [N]``
-    (-100 ignored), never holding more than a chunk of logits (``chunk_tokens``, default :data:`CHUNK_TOKENS`,
-    torch path). fla's kernel on CUDA when it imports. Rows without a target are dropped first: they add nothing, and
-    where the loss is on answers alone (post-training's prompts, padding, answer-only documents) they are most of the
-    head's work."""
+    (:data:`IGNORE_INDEX` ignored), never holding more than a chunk of logits (``chunk_tokens``, default
+    :data:`CHUNK_TOKENS`, torch path). fla's kernel on CUDA when it imports. Rows without a target are dropped first:
+    they add nothing, and where the loss is on answers alone (post-training's prompts, padding, the tiny pretraining's
+    needle documents) they are most of the head's work."""
     keep = targets != IGNORE_INDEX
     if not bool(keep.all()):
         hidden, targets = hidden[keep], targets[keep]

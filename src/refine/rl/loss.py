@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from refine.models.base import ntp_loss, ntp_targets
+from refine.ops.linear_ce import IGNORE_INDEX
 
 
 def ppo_clip_loss(
@@ -47,7 +48,7 @@ def ntp_divisors(input_ids: torch.Tensor, attention_mask: torch.Tensor, split: l
     over its divisor (``ntp_loss(..., num_items=divisors)``): all rows' real-target count (``split`` None, the
     token mean), or, for consecutive row groups of sizes ``split``, the group's count times the number of groups
     (the mean of the groups' token means: the official micro-batch normalisation, ``dp_actor.py:806-818``)."""
-    real = (ntp_targets(input_ids, attention_mask) != -100).sum(dim=1)
+    real = (ntp_targets(input_ids, attention_mask) != IGNORE_INDEX).sum(dim=1)
     groups = [real] if split is None else real.split(split)
     return torch.cat([g.sum().clamp(min=1).expand(len(g)) for g in groups]) * len(groups)
 

@@ -25,6 +25,7 @@ from torch.distributed.fsdp import FSDPModule
 
 from refine.models.base import ntp_targets, warp_logits
 from refine.models.cache import FastWeightCache
+from refine.ops.linear_ce import IGNORE_INDEX
 from refine.rl.grpo import group_ids
 from refine.rl.loss import ntp_divisors
 from refine.rl.scan import Scan
@@ -208,7 +209,7 @@ class SnapshotEngine:
                 logits_to_keep=1,
             )
             last = out.logits[:, -1]
-            boundary = F.cross_entropy(last.float(), targets[:, end - 1], ignore_index=-100, reduction="none")
+            boundary = F.cross_entropy(last.float(), targets[:, end - 1], ignore_index=IGNORE_INDEX, reduction="none")
             ntp = ntp + out.loss + (boundary / divisors).sum()
             cache = out.cache
             if end < length:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from refine.data.batching import IGNORE_INDEX, pad, truncate
+from refine.data.batching import pad, truncate
 from refine.data.io import read_column
 from refine.data.tokenizer import tokenize
+from refine.ops.linear_ce import IGNORE_INDEX
 
 
 def encode_texts(path: Path | str, tokenizer, max_length: int | None) -> list[list[int]]:

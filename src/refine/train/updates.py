@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from refine.models.base import ntp_targets
+from refine.ops.linear_ce import IGNORE_INDEX
 from refine.rl.config import RefineConfig
 from refine.rl.step import refine_update
 from refine.train.optim import OptimizerStep
@@ -49,7 +50,7 @@ def sft_update(
             labels = part.get("labels", part["input_ids"])
             per_row = None
             if per_document:
-                targets = (ntp_targets(labels, part["attention_mask"]) != -100).sum(dim=1)
+                targets = (ntp_targets(labels, part["attention_mask"]) != IGNORE_INDEX).sum(dim=1)
                 per_row = targets.clamp(min=1) * len(labels)
             loss = model(
                 part["input_ids"], attention_mask=part["attention_mask"], labels=labels, num_items_in_batch=per_row
