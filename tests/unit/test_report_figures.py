@@ -39,6 +39,15 @@ def test_summary_compares_the_niah_variants_a_run_has():
     assert effects[:, "mid · MQ-NIAH"].isna().all() and effects[:, "mid · MV-NIAH"].isna().all()
 
 
+def test_summary_marks_the_families_that_test_the_pipeline_only():
+    tables = build_all(paper_frame())
+    tables["table5"].pipeline_only = ("longbench",)  # what `refine report` sets from config report.pipeline_only
+    effects = summary_effects(tables)
+    assert effects.groupby("comparison")["pipeline_only"].all().to_dict() == {
+        label: "LongBench" in label for label in effects["comparison"]
+    }
+
+
 def test_figures_without_data(tmp_path):
     _check(write_figures(build_all(records_frame([])), load_metrics(None), tmp_path / "fig"))
 

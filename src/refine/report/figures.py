@@ -231,7 +231,8 @@ SUMMARY = (
 
 
 def summary_effects(tables: dict[str, Table]) -> pd.DataFrame:
-    """REFINE minus SFT (points, 95% CI) per arch, stage and family, ours and the paper's."""
+    """REFINE minus SFT (points, 95% CI) per arch, stage and family, ours and the paper's; ``pipeline_only``: the
+    family tests the pipeline only at this scale (config report.pipeline_only)."""
     paper = {name: t.as_paper() for name, t in tables.items()}
     archs = list(dict.fromkeys(k[0] for t in tables.values() for k in t.index))
     rows = []
@@ -249,6 +250,7 @@ def summary_effects(tables: dict[str, Table]) -> pd.DataFrame:
                     "ci95_half": ours.half if ours else np.nan,
                     "n_seeds": ours.n if ours else 0,
                     "paper_diff": theirs.diff if theirs else np.nan,
+                    "pipeline_only": bool(tables[name].pipeline_only),
                 }
             )
     return pd.DataFrame(rows)
@@ -271,19 +273,26 @@ def summary(tables: dict[str, Table]) -> plt.Figure:
     for ax, arch in zip(axes[0], archs):
         e = effects[effects["arch"] == arch].set_index("comparison").loc[labels]
         ax.axvline(0, color="0.5", linewidth=0.8)
-        ax.errorbar(
-            e["diff"],
-            y + 0.12,
-            xerr=np.nan_to_num(e["ci95_half"].to_numpy(float)),
-            fmt="o",
-            color=COLORS["refine"],
-            capsize=3,
-            label="ours (mean, 95% CI over seeds)",
-        )
+        pipeline = e["pipeline_only"].to_numpy(bool)
+        for rows, color, label in (
+            (~pipeline, COLORS["refine"], "ours (mean, 95% CI over seeds)"),
+            (pipeline, "0.6", None),
+        ):
+            ax.errorbar(
+                e["diff"][rows],
+                y[rows] + 0.12,
+                xerr=np.nan_to_num(e["ci95_half"][rows].to_numpy(float)),
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=label,
+            )
         ax.plot(e["paper_diff"], y - 0.12, "D", markerfacecolor="none", color=COLORS["paper"], label="paper")
-        for yi, d in zip(y, e["diff"]):
+        for yi, d, only in zip(y, e["diff"], pipeline):
             if np.isnan(d):
                 ax.text(0, yi + 0.12, " not run", va="center", fontsize=7, color="0.4")
+            elif only:
+                ax.text(d, yi + 0.42, "pipeline test only", ha="center", va="center", fontsize=7, color="0.4")
         ax.set(yticks=y, yticklabels=labels, xlabel="REFINE − SFT (score points)", title=ARCH_NAMES.get(arch, arch))
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8)
@@ -309,7 +318,8 @@ def captions() -> dict[str, str]:
         "rising with c. Without ablation records only the paper's points are drawn.",
         "summary_refine_minus_sft": "REFINE minus SFT per training stage and evaluation family (points of score): "
         "ours (filled circles, 95% CI over seeds) beside the paper (hollow diamonds). Look for ours on the "
-        "paper's side of zero; 'not run' marks comparisons without records.",
+        "paper's side of zero; 'not run' marks comparisons without records, 'pipeline test only' (grey) the families "
+        "that cannot measure the method at this scale (config report.pipeline_only).",
     }
 
 
