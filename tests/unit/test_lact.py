@@ -153,6 +153,15 @@ def test_official_mode_layer_equals_padded_layout_computation():
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("base_lr", [None, 0.1])
+def test_fast_weight_base_learning_rate(base_lr):
+    """Where ``lr_proj`` gives 0 the fast weights learn at ``fw_base_lr`` (softplus of the stored inverse,
+    layer:35-40, :372-378): the official 1e-3 unless the config scales it."""
+    model = make_model(**({} if base_lr is None else {"fw_base_lr": base_lr}))
+    layer = model.model.layers[0].attn
+    assert F.softplus(torch.tensor(layer.base_lr_inv)).item() == pytest.approx(base_lr or 1e-3, rel=1e-5)
+
+
 @pytest.mark.parametrize("pad_invariant", [False, True])
 def test_generate_greedy_equals_argmax_reforward(pad_invariant):
     model = make_model(pad_invariant=pad_invariant)

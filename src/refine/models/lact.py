@@ -59,8 +59,9 @@ class LaCTConfig(PreTrainedConfig):
     ``last_layer_fuse_norm`` - the same for the final norm (modeling: ``self.norm``), ``fuse_swiglu`` - fla's
     ``swiglu_linear`` in the MLP. ``fuse_cross_entropy`` and ``elementwise_affine`` are kept for checkpoint round
     trips and change nothing here. Added: ``fuse_linear_cross_entropy`` (fla's field: the NTP loss fused with the
-    LM head in training, :meth:`~refine.models.base.FastWeightPreTrainedModel.head_outputs`) and ``pad_invariant``
-    (see the module docstring).
+    LM head in training, :meth:`~refine.models.base.FastWeightPreTrainedModel.head_outputs`), ``pad_invariant``
+    (see the module docstring) and ``fw_base_lr``, the fast weights' base learning rate (a constant 1e-3 in the
+    official layer, layer:35-40; a tiny model with short chunks may scale it).
     """
 
     model_type = "lact_swiglu"
@@ -107,6 +108,7 @@ class LaCTConfig(PreTrainedConfig):
         fuse_linear_cross_entropy: bool = False,
         vocab_size: int = 32000,
         fw_init_gain: float = 0.5,
+        fw_base_lr: float = 1e-3,
         pad_invariant: bool = False,
         **kwargs,
     ):
@@ -149,6 +151,7 @@ class LaCTConfig(PreTrainedConfig):
         self.fuse_linear_cross_entropy = fuse_linear_cross_entropy
         self.vocab_size = vocab_size
         self.fw_init_gain = fw_init_gain
+        self.fw_base_lr = fw_base_lr
         self.pad_invariant = pad_invariant
         super().__init__(
             pad_token_id=pad_token_id,
@@ -202,7 +205,8 @@ class LaCTLayer(nn.Module):
             self.w2 = nn.Parameter(torch.empty(self.num_fw_heads, d_h, self.fw_head_dim))
         self.w1 = nn.Parameter(torch.empty(self.num_fw_heads, self.fw_head_dim, d_h))
         self.lr_proj = nn.Linear(d, 3 * config.lr_dim * self.num_fw_heads)
-        self.base_lr_inv = 1e-3 + math.log(-math.expm1(-1e-3))  # inv_softplus(0.001), layer:35-40, :186-189
+        base_lr = config.fw_base_lr  # the official 1e-3 by default
+        self.base_lr_inv = base_lr + math.log(-math.expm1(-base_lr))  # inv_softplus(base_lr), layer:35-40, :186-189
         self.qk_scale = nn.Parameter(torch.ones(d, 2))
         self.qk_offset = nn.Parameter(torch.zeros(d, 2))
         if config.learnable_ttt_scale:
