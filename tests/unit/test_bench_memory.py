@@ -2,6 +2,7 @@
 against peaks measured on CPU at scales it was not fitted on."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,19 @@ def test_cli_prints_predictions_rescaled_to_measured_peaks(monkeypatch, tmp_path
     assert one["peak_bytes"] == pytest.approx(seen)
     assert (one["world"], two["world"]) == (1, 2) and two["static_bytes"] < one["static_bytes"]
     assert "rescaled x0.50" in one["calibration"] and "fits: 24GB, 48GB, 80GB, 141GB" in capsys.readouterr().out
+
+
+def test_the_measured_h100_record_reads_and_sits_above_the_static_memory():
+    """docs/gpu's record (the README's GPU table) is a `refine bench gpu` JSON that `--gpu-peaks` accepts; each
+    measured peak holds the model's static bytes plus activations that are small under checkpointing."""
+    runs = memory.measured_runs(Path(__file__).resolve().parents[2] / "docs/gpu/h100-2026-12-05.json")
+    assert [(t, s.length, s.micro_batch, s.method) for t, _, s, _ in runs] == [
+        ("delta_net", 4096, 1, "sft"),
+        ("delta_net", 16384, 2, "sft"),
+    ]
+    for _, shapes, setup, peak in runs:
+        assert shapes.params == 1_365_677_056
+        assert 1.0 < peak / static_bytes(shapes, setup) < 1.3
 
 
 def test_family_members_keep_the_head_sizes():

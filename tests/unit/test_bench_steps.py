@@ -49,10 +49,10 @@ def test_cli_measures_a_tiny_sft_step_and_records_a_failed_one(tmp_path):
 def test_out_of_memory_retries_with_half_the_micro_batch(monkeypatch, tmp_path):
     real_measure = steps.measure
 
-    def fake_measure(spec):
+    def fake_measure(spec, progress):
         if spec.micro_batch > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_measure(spec)
+        return real_measure(spec, progress)
 
     monkeypatch.setattr(steps, "measure", fake_measure)
     out = run_grid(
@@ -60,6 +60,21 @@ def test_out_of_memory_retries_with_half_the_micro_batch(monkeypatch, tmp_path):
     )
     assert [(r["micro_batch"], r["status"]) for r in out["runs"]] == [(4, "oom"), (2, "oom"), (1, "ok")]
     assert json.loads((tmp_path / "b.json").read_text()) == out
+
+
+def test_a_running_measurement_keeps_its_step_times_in_the_json(tmp_path):
+    """What a run killed mid-measurement leaves: each finished step is echoed and already in the JSON."""
+    path, seen = tmp_path / "b.json", []
+
+    def echo(line):
+        seen.append((line, json.loads(path.read_text())["runs"][-1]))
+
+    run_grid([StepBench("deltanet-tiny", 16, precision="fp32", steps=2)], path, echo=echo)
+    (warm, at_warm), (steady, at_steady), _, (summary, done) = seen
+    assert warm.startswith("  warmup step 1:") and steady.startswith("  steady step 1:")
+    assert at_warm["status"] == "running" and len(at_warm["warmup_s"]) == 1 and "steady_s" not in at_warm
+    assert at_steady["status"] == "running" and len(at_steady["steady_s"]) == 1
+    assert done["status"] == "ok" and "deltanet-tiny sft L=16" in summary
 
 
 @pytest.mark.slow  # two tiny steps per method with checkpointing and the profiler: a minute on a loaded 2-core machine

@@ -1,6 +1,7 @@
 """Delta rule: the chunked (WY) form equals the token loop in values, final state and gradients."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,20 @@ def test_importing_fla_kernels_keeps_our_auto_classes(monkeypatch):
         fake.fused_recurrent_delta_rule,
     )
     assert type(AutoConfig.for_model("delta_net")) is DeltaNetConfig
+
+
+@pytest.mark.parametrize("preset", [None, "0"])
+def test_fla_import_keeps_triton_autotune_results_unless_told_not_to(monkeypatch, preset):
+    """Triton reads TRITON_CACHE_AUTOTUNING when fla defines its kernels: the gateway sets it (to 1) before importing,
+    and leaves a value the user set alone."""
+    from refine.ops.fla import TRITON_AUTOTUNE_CACHE, fla_symbols
+
+    if preset is None:
+        monkeypatch.delenv(TRITON_AUTOTUNE_CACHE, raising=False)
+    else:
+        monkeypatch.setenv(TRITON_AUTOTUNE_CACHE, preset)
+    assert fla_symbols.__wrapped__("json", "dumps") is not None
+    assert os.environ[TRITON_AUTOTUNE_CACHE] == (preset or "1")
 
 
 def test_bench_timing_runs():

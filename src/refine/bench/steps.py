@@ -21,6 +21,7 @@ torch profiler's peak above them during one extra step (`peak.peak_bytes`), whic
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -36,6 +37,7 @@ from transformers import AutoModelForCausalLM
 from refine.bench.models import bench_config
 from refine.bench.peak import peak_bytes
 from refine.models import register_auto_classes
+from refine.ops.fla import TRITON_AUTOTUNE_CACHE
 from refine.rl.config import RefineConfig
 from refine.train.config import RunConfig
 from refine.train.distributed import Dist
@@ -102,8 +104,10 @@ def _held_bytes(trainer: Trainer) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
-def measure(spec: StepBench) -> dict:
-    """Time ``spec``'s warm-up and steady steps; returns the numbers (see the module docstring)."""
+def measure(spec: StepBench, progress=lambda key, seconds: None) -> dict:
+    """Time ``spec``'s warm-up and steady steps; returns the numbers (see the module docstring).
+    ``progress(key, seconds)`` is called after each step (key ``warmup_s`` or ``steady_s``), so a caller can keep
+    the times of a run that is killed before it ends."""
     device = torch.device(spec.device)
     torch.manual_seed(spec.seed)
     began = time.perf_counter()
@@ -124,18 +128,21 @@ def measure(spec: StepBench) -> dict:
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     setup_s = time.perf_counter() - began
 
-    def step() -> float:
+    def step(key: str | None = None) -> float:
         _sync(device)
         start = time.perf_counter()
         with trainer.autocast():
             update(trainer, batch)
         _sync(device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if key:
+            progress(key, seconds)
+        return seconds
 
-    warmup_s = [step() for _ in range(spec.warmup)]
+    warmup_s = [step("warmup_s") for _ in range(spec.warmup)]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    steady_s = [step() for _ in range(spec.steps)]
+    steady_s = [step("steady_s") for _ in range(spec.steps)]
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:
@@ -171,7 +178,7 @@ def environment(device: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": device}
-    env.update({k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "TRITON_CACHE_DIR")})
+    env.update({k: os.environ.get(k) for k in ("PYTORCH_CUDA_ALLOC_CONF", "TRITON_CACHE_DIR", TRITON_AUTOTUNE_CACHE)})
     for package in ("transformers", "triton", "flash-linear-attention"):
         try:
             env[package] = version(package)
@@ -182,10 +189,12 @@ def environment(device: str) -> dict:
     return env
 
 
-def run_grid(specs: list[StepBench], json_path: Path | str | None = None, fallback: bool = True, echo=print) -> dict:
+def run_grid(specs: list[StepBench], json_path: Path | str | None = None, fallback: bool = True, echo=None) -> dict:
     """Run each measurement in turn, guarded: an error or OOM is recorded (``status`` ok | oom | error) and the
     next one still runs; with ``fallback`` an OOM retries with half the micro-batch, down to 1. The JSON is
-    rewritten after every change (a running measurement shows as ``running``), so a killed run keeps the rest."""
+    rewritten after every change (a running measurement shows as ``running`` with the step times it has so far, and
+    each step is echoed), so a killed run keeps the rest."""
+    echo = echo or functools.partial(print, flush=True)  # flushed: a log read after a kill shows the last step
     out = {"environment": environment(specs[0].device if specs else "cpu"), "runs": []}
 
     def flush() -> None:
@@ -199,8 +208,14 @@ def run_grid(specs: list[StepBench], json_path: Path | str | None = None, fallba
             row = {**spec.describe(), "status": "running"}
             out["runs"].append(row)
             flush()
+
+            def progress(key: str, seconds: float, row=row) -> None:
+                row.setdefault(key, []).append(seconds)
+                flush()
+                echo(f"  {key[:-2]} step {len(row[key])}: {seconds:.3f} s")
+
             try:
-                row.update(measure(spec), status="ok")
+                row.update(measure(spec, progress), status="ok")
             except Exception as error:  # noqa: BLE001 - one failed measurement must not stop the rest
                 row.update(status="oom" if is_oom(error) else "error", error=f"{type(error).__name__}: {error}")
                 row["traceback"] = traceback.format_exc(limit=-8)
