@@ -195,9 +195,11 @@ def run_grid(specs: list[StepBench], json_path: Path | str | None = None, fallba
     rewritten after every change (a running measurement shows as ``running`` with the step times it has so far, and
     each step is echoed), so a killed run keeps the rest."""
     echo = echo or functools.partial(print, flush=True)  # flushed: a log read after a kill shows the last step
-    out = {"environment": environment(specs[0].device if specs else "cpu"), "runs": []}
+    device = specs[0].device if specs else "cpu"
+    out = {"environment": environment(device), "runs": []}
 
     def flush() -> None:
+        out["environment"] = environment(device)  # as it is now: importing fla sets TRITON_CACHE_AUTOTUNING
         if json_path:
             tmp = Path(f"{json_path}.tmp")
             tmp.write_text(json.dumps(out, indent=2) + "\n")
