@@ -14,6 +14,7 @@
 #   OUT     results folder (default: ./gpu_bench_out)      BUDGET  total seconds for all stages (default 560)
 #   PYTHON  interpreter (default: python)                  CAP1/CAP2  caps of stages 1 and 2 (default 300/240)
 #   STAGES  the stages to run (default: all four, in order: deltanet_long lact_long deltanet_short lact_short)
+#   METHODS the steps each stage times (default: sft,refine)
 # `scripts/gpu_bench.sh --tiny` runs the same stages on CPU with the tiny configs and short lengths (a check).
 set -u
 OUT=${OUT:-gpu_bench_out}
@@ -33,7 +34,8 @@ else
   CAP1=${CAP1:-300} CAP2=${CAP2:-240}
   nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 fi
-COMMON+=(--micro-batch 2 --fallback --checkpointing --fused-ce --fused-modules --c 8 --k 5 --methods sft,refine)
+COMMON+=(--micro-batch 2 --fallback --checkpointing --fused-ce --fused-modules --c 8 --k 5)
+COMMON+=(--methods "${METHODS:-sft,refine}")
 
 # stage NAME CAP_SECONDS ARGS...: run one `refine bench gpu` under min(CAP, time left); skipped under 30 s left
 stage() {
