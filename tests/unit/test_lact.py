@@ -16,6 +16,7 @@ VOCAB, CHUNK, WINDOW = 64, 8, 6
 VARIANTS = {
     "default": {},  # post-norm, low-rank w0/w2, momentum (the 760M layout)
     "prenorm": {"ttt_prenorm": True, "w0_w2_low_rank": -1, "use_momentum": False, "attn_qk_norm": True},
+    "nope": {"ttt_nope": True},  # fast weights without rotary positions (the tiny default)
 }
 
 
@@ -151,6 +152,21 @@ def test_official_mode_layer_equals_padded_layout_computation():
         fast = fast * F.silu(layer.ttt_scale_proj(x))[..., None]
         expected = layer.o_proj(attn.flatten(-2) + fast.flatten(-2))
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("nope", [False, True])
+def test_fast_weight_lookup_depends_on_position_only_with_rotary(nope):
+    """``ttt_nope`` takes the rotary off the fast weights' q/k (layer:345-361): their branch then gives the same
+    output wherever the sequence starts, while the window attention still sees positions."""
+    model = make_model(ttt_nope=nope)
+    layer = model.model.layers[0].attn
+    x = torch.randn(2, 20, model.config.hidden_size)
+    q, k, v = layer.qkv(x).chunk(3, dim=-1)
+    fq, fk = q * layer.qk_scale[:, 0] + layer.qk_offset[:, 0], k * layer.qk_scale[:, 1] + layer.qk_offset[:, 1]
+    with torch.no_grad():
+        fast = [layer._fast_weights(x, fq, fk, v, None, torch.arange(20).expand(2, -1) + s, None)[0] for s in (0, 97)]
+    shift = (fast[0] - fast[1]).abs().max().item()
+    assert shift < 1e-6 if nope else shift > 1e-3
 
 
 @pytest.mark.parametrize("base_lr", [None, 0.1])
