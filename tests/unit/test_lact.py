@@ -157,7 +157,7 @@ def test_official_mode_layer_equals_padded_layout_computation():
 @pytest.mark.parametrize("nope", [False, True])
 def test_fast_weight_lookup_depends_on_position_only_with_rotary(nope):
     """``ttt_nope`` takes the rotary off the fast weights' q/k (layer:345-361): their branch then gives the same
-    output wherever the sequence starts, while the window attention still sees positions."""
+    output wherever the sequence starts; with the rotary it does not."""
     model = make_model(ttt_nope=nope)
     layer = model.model.layers[0].attn
     x = torch.randn(2, 20, model.config.hidden_size)
