@@ -156,16 +156,15 @@ def test_official_mode_layer_equals_padded_layout_computation():
 
 @pytest.mark.parametrize("nope", [False, True])
 def test_fast_weight_lookup_depends_on_position_only_with_rotary(nope):
-    """``ttt_nope`` takes the rotary off the fast weights' q/k (layer:345-361): their branch then gives the same
-    output wherever the sequence starts; with the rotary it does not."""
+    """``ttt_nope`` takes the rotary off the fast weights' q/k (layer:345-361): the layer (whose window attention
+    sees relative positions only) then gives the same output wherever the sequence starts; with the rotary it does
+    not."""
     model = make_model(ttt_nope=nope)
     layer = model.model.layers[0].attn
     x = torch.randn(2, 20, model.config.hidden_size)
-    q, k, v = layer.qkv(x).chunk(3, dim=-1)
-    fq, fk = q * layer.qk_scale[:, 0] + layer.qk_offset[:, 0], k * layer.qk_scale[:, 1] + layer.qk_offset[:, 1]
     with torch.no_grad():
-        fast = [layer._fast_weights(x, fq, fk, v, None, torch.arange(20).expand(2, -1) + s, None)[0] for s in (0, 97)]
-    shift = (fast[0] - fast[1]).abs().max().item()
+        out = [layer(x, None, torch.arange(20).expand(2, -1) + s, None, None)[0] for s in (0, 97)]
+    shift = (out[0] - out[1]).abs().max().item()
     assert shift < 1e-6 if nope else shift > 1e-3
 
 
