@@ -132,6 +132,17 @@ def test_generate_greedy_equals_argmax_of_reforward_loop(model):
     assert model.generate(x, max_length=10, eos_token_id=VOCAB + 1).shape == (2, 10)
 
 
+def test_generate_applies_the_head_to_one_position_per_forward(model):
+    """The prefill computes no [B, T, V] logits: every head call sees one position per row."""
+    rows = []
+    hook = model.lm_head.register_forward_hook(lambda _m, _i, out: rows.append(tuple(out.shape[:2])))
+    try:
+        model.generate(tokens(2, 7), max_new_tokens=3, eos_token_id=VOCAB + 1)
+    finally:
+        hook.remove()
+    assert rows == [(2, 1)] * 3
+
+
 def test_generate_left_padded_batch_equals_single_rows(model):
     short, long = tokens(1, 4, seed=3), tokens(1, 9, seed=4)
     batch = torch.cat([torch.cat([torch.full((1, 5), PAD), short], 1), long])

@@ -283,7 +283,8 @@ class FastWeightPreTrainedModel(PreTrainedModel):
             return input_ids
 
         tokens, unfinished = input_ids, torch.ones(batch, dtype=torch.bool, device=input_ids.device)
-        out = self(input_ids, attention_mask=attention_mask, use_cache=True)
+        # the prefill's head on the last position alone: no [B, T, V] logits (1 GiB per 16K-token row at vocab 32K)
+        out = self(input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
         for step in range(max_new_tokens):
             scores = out.logits[:, -1].to(torch.float32, copy=True)
             if step < min_new_tokens and eos.numel():
