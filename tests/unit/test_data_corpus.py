@@ -52,19 +52,21 @@ def test_entity_halves_are_disjoint():
 
 
 def test_answer_start_splits_each_document_before_its_answer():
-    docs = synthetic_corpus(40, 3, n_words=300, style_weights={"prose": 1, "niah": 1, "needle": 1, "qa": 1})
+    docs = synthetic_corpus(50, 3, n_words=300, style_weights=dict.fromkeys(STYLES, 1))
     assert set(docs["style"]) == set(STYLES)
     for row in docs.itertuples():
         context, answer = row.text[: row.answer_start], row.text[row.answer_start :]
         if row.style == "prose":
             assert row.answer_start == 0
-        elif row.style in ("niah", "needle"):
+        elif row.style in ("niah", "needle", "multikey"):
             assert context.endswith((" is", " are")) and answer.startswith(" ") and answer.endswith(".")
             assert all(value in context.split("\n")[-1] or value in context for value in answer[1:-1].split(", "))
         else:
             assert context.endswith("Answer:") and answer.strip()
-    needles = docs[docs["style"] == "needle"]
-    assert all(re.fullmatch(r" \d{7}\.", t[a:]) for t, a in zip(needles["text"], needles["answer_start"]))
+    for style, needles in (("needle", 1), ("multikey", 4)):
+        rows = docs[docs["style"] == style]
+        assert all(re.fullmatch(r" \d{7}\.", t[a:]) for t, a in zip(rows["text"], rows["answer_start"]))
+        assert all(t.count("One of the special magic numbers for") == needles for t in rows["text"])
 
 
 def test_min_length_draws_each_documents_target(words_corpus):

@@ -59,6 +59,12 @@ def test_nested_optim_and_refine_match():
     assert properties(SCHEMA["$defs"]["refine"]) == field_names(RefineConfig)
 
 
+def test_style_weights_are_the_corpus_styles():
+    from refine.data.corpus import STYLES
+
+    assert properties(SCHEMA["$defs"]["corpus"]["properties"]["style_weights"]) == set(STYLES)
+
+
 @pytest.mark.parametrize("arch", ["deltanet", "lact"])
 def test_tiny_overrides_are_the_model_configs_fields(arch):
     """base.tiny.<arch> accepts exactly the model config's fields, less those the tokenizer sets."""

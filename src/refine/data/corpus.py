@@ -1,11 +1,12 @@
 """Pre-/mid-training documents: a deterministic synthetic corpus with long-range structure, or the hub.
 
-Synthetic documents (docs/design.md, "The tiny default": the corpus must make long context matter) come in four
+Synthetic documents (docs/design.md, "The tiny default": the corpus must make long context matter) come in five
 styles, all with entity names from the training half of the nouns (`text.part_of`):
   * `prose`: templated filler sentences; facts (entity -> multi-token code/name/place/count) stated once
     and recalled much later (a question with its answer, or a restatement) with other facts between;
   * `niah`: a RULER NIAH sample (random variant shape) followed by its answer prefix and answers;
   * `needle`: the simplest NIAH shape (one key, one 7-digit number, noise haystack) and its answer;
+  * `multikey`: four needles with different keys in filler prose (RULER's `niah_multikey_1` shape), one asked;
   * `qa`: a RULER-QA prompt (SQuAD- or HotpotQA-like) followed by its answer.
 Each row's `answer_start` is the character offset where its answer begins (0 for prose: no answer).
 Document i of seed s depends only on (s, i) and the size. Sizes are in words (`n_words`, for tokenizer
@@ -26,7 +27,7 @@ from refine.data import niah, qa
 from refine.data.text import Fact, filler_sentence, filler_text, random_fact
 from refine.data.tokenizer import count_tokens
 
-STYLES = ("prose", "niah", "needle", "qa")
+STYLES = ("prose", "niah", "needle", "multikey", "qa")
 FACT_RATE = 0.12  # probability that a prose sentence states a new fact
 PARAGRAPH_RATE = 0.15
 
@@ -94,7 +95,13 @@ def niah_document(rng: random.Random, n_words: int) -> tuple[str, int]:
 
 def needle_document(rng: random.Random, n_words: int) -> tuple[str, int]:
     """One key and its 7-digit number in the noise haystack (RULER's `niah_single_1` shape) plus the answer."""
-    return _niah_text(rng, niah.NiahVariant("noise"), n_words)
+    return _niah_text(rng, niah.VARIANTS["niah_single_1"], n_words)
+
+
+def multikey_document(rng: random.Random, n_words: int) -> tuple[str, int]:
+    """Four keys with a 7-digit number each in filler prose (RULER's `niah_multikey_1` shape), one of them asked,
+    plus its answer: the lookup must tell the keys apart."""
+    return _niah_text(rng, niah.VARIANTS["niah_multikey_1"], n_words)
 
 
 def _niah_text(rng: random.Random, variant: niah.NiahVariant, n_words: int) -> tuple[str, int]:
@@ -118,7 +125,13 @@ def qa_document(rng: random.Random, n_words: int) -> tuple[str, int]:
     return f"{prompt} {answers[0]}", len(prompt)
 
 
-BUILDERS = {"prose": prose_document, "niah": niah_document, "needle": needle_document, "qa": qa_document}
+BUILDERS = {
+    "prose": prose_document,
+    "niah": niah_document,
+    "needle": needle_document,
+    "multikey": multikey_document,
+    "qa": qa_document,
+}
 
 
 def document(
