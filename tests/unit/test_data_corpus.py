@@ -76,3 +76,16 @@ def test_min_length_draws_each_documents_target(words_corpus):
     assert docs["n_tokens"].max() <= 400 and docs["n_tokens"].min() >= 0.95 * 200
     assert docs["n_tokens"].std() > 30  # spread over the range, not all fitted to 400
     pd.testing.assert_frame_equal(docs, synthetic_corpus(16, 2, **sizes))
+
+
+def test_a_document_too_long_for_four_draws_gets_more(monkeypatch):
+    """Two-passage QA prompts often exceed 256 tokens: document 299 of this mix needs more than four draws."""
+    from refine.data import corpus
+
+    tok = train_tokenizer(synthetic_corpus(60, 0, n_words=600)["text"], vocab_size=1024)
+    sizes = {"tokenizer": tok, "length": 256, "min_length": 160, "style_weights": {"needle": 2, "prose": 1, "qa": 1}}
+    docs = synthetic_corpus(300, 1, **sizes)
+    assert docs["n_tokens"].max() <= 256
+    monkeypatch.setattr(corpus, "REDRAWS", 4)
+    with pytest.raises(ValueError, match="document 299"):
+        synthetic_corpus(300, 1, **sizes)

@@ -30,6 +30,7 @@ from refine.data.tokenizer import count_tokens
 STYLES = ("prose", "niah", "needle", "multikey", "qa")
 FACT_RATE = 0.12  # probability that a prose sentence states a new fact
 PARAGRAPH_RATE = 0.15
+REDRAWS = 8  # draws of a document before giving up (`_fit`)
 
 
 @dataclass
@@ -149,10 +150,10 @@ def document(
 def _fit(seed: int, index: int, target: int, length: int, tokenizer, weights: dict[str, float], ratio: float) -> dict:
     """The longest document found within `target` tokens: resize in words until the tokens land in
     [95%, 100%] of it; when even the smallest size is too long, redraw (another style/shape) with the target
-    moved toward `length` (reached by the last redraw)."""
+    moved toward `length` (reached by the fourth draw; later ones at `length`, e.g. for QA prompts of 256 tokens)."""
     best = None
-    for redraw in range(4):
-        length_now = target + (length - target) * redraw // 3
+    for redraw in range(REDRAWS):
+        length_now = target + (length - target) * min(redraw, 3) // 3
         words = int(length_now / ratio)
         for _ in range(8):
             style, text, answer_start = document(seed, index, words, weights, redraw)
