@@ -27,7 +27,6 @@ from refine.data import niah, qa
 from refine.data.text import Fact, filler_sentence, filler_text, random_fact
 from refine.data.tokenizer import count_tokens
 
-STYLES = ("prose", "niah", "needle", "multikey", "qa")
 FACT_RATE = 0.12  # probability that a prose sentence states a new fact
 PARAGRAPH_RATE = 0.15
 REDRAWS = 8  # draws of a document before giving up (`_fit`)
@@ -133,6 +132,7 @@ BUILDERS = {
     "multikey": multikey_document,
     "qa": qa_document,
 }
+STYLES = tuple(BUILDERS)
 
 
 def document(
