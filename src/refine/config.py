@@ -95,13 +95,23 @@ def check_workflow_config(config: dict[str, Any]) -> None:
             f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
             "would cut their ends, where the synthetic documents' answers are"
         )
-    pre_min, pre_length = config["pretrain_corpus"].get("min_length"), config["pretrain"]["max_length"]
-    if pre_min and pre_min > pre_length:
-        raise ValueError(
-            f"pretrain_corpus.min_length: {pre_min} tokens exceed pretrain.max_length ({pre_length}), the length of "
-            "the pretraining documents"
-        )
+    pre_length = config["pretrain"]["max_length"]
+    for arch in [None, *config["pretrain_corpus"].get("by_arch", {})]:
+        pre_min = pretrain_corpus_section(config, arch).get("min_length")
+        if pre_min and pre_min > pre_length:
+            key = f"pretrain_corpus.by_arch.{arch}" if arch else "pretrain_corpus"
+            raise ValueError(
+                f"{key}.min_length: {pre_min} tokens exceed pretrain.max_length ({pre_length}), the length of the "
+                "pretraining documents"
+            )
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
+
+
+def pretrain_corpus_section(config: dict[str, Any], arch: str | None) -> dict[str, Any]:
+    """The `pretrain_corpus` fields of `arch`'s base model: its `by_arch` entry over the shared ones (the shared
+    ones alone for `arch` None)."""
+    section = dict(config["pretrain_corpus"])
+    return section | section.pop("by_arch", {}).get(arch, {})
 
 
 def _check_batches(stage: str, section: dict[str, Any], batch: int | None, batch_key: str = "") -> None:

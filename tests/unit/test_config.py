@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from refine.config import check_workflow_config, from_dict, load_cfg
+from refine.config import check_workflow_config, from_dict, load_cfg, pretrain_corpus_section
 
 
 @dataclasses.dataclass
@@ -60,6 +60,15 @@ def test_workflow_cross_key_rules_name_the_key():
     check_workflow_config(_workflow(corpus={"length": 512, "source": "hub"}))  # hub: a minimum, cut anyway
     with pytest.raises(ValueError, match=r"pretrain_corpus\.min_length: 300 tokens exceed pretrain\.max_length"):
         check_workflow_config(_workflow(pretrain_corpus={"min_length": 300}))
+    with pytest.raises(ValueError, match=r"pretrain_corpus\.by_arch\.lact\.min_length: 300 tokens exceed"):
+        check_workflow_config(_workflow(pretrain_corpus={"min_length": 128, "by_arch": {"lact": {"min_length": 300}}}))
+
+
+def test_an_arch_pretrains_on_its_by_arch_fields_over_the_shared_ones():
+    shared = {"seed": 2, "style_weights": {"prose": 1, "needle": 3}}
+    cfg = {"pretrain_corpus": {**shared, "by_arch": {"deltanet": {"style_weights": {"qa": 1}}}}}
+    assert pretrain_corpus_section(cfg, "deltanet") == {"seed": 2, "style_weights": {"qa": 1}}
+    assert pretrain_corpus_section(cfg, "lact") == pretrain_corpus_section(cfg, None) == shared
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ SECTIONS = {
     "evaluation": (GenerationConfig, {"max_prompt_length"}),  # each cell's length minus generated tokens
 }
 
+WORKFLOW_ONLY = {"pretrain_corpus": {"by_arch"}}  # keys the workflow resolves before a command sees the section
+
 
 def properties(node: dict) -> set[str]:
     """Property names of a schema node, following allOf / $ref into $defs."""
@@ -51,7 +53,7 @@ def field_names(cls) -> set[str]:
 @pytest.mark.parametrize("section", sorted(SECTIONS))
 def test_section_matches_its_dataclass(section):
     cls, filled = SECTIONS[section]
-    assert properties(SCHEMA["properties"][section]) == field_names(cls) - filled
+    assert properties(SCHEMA["properties"][section]) - WORKFLOW_ONLY.get(section, set()) == field_names(cls) - filled
 
 
 def test_nested_optim_and_refine_match():

@@ -81,6 +81,8 @@ def _with_override(tmp_path: Path, override: dict, *args: str) -> subprocess.Com
         ({"pretrain": {"model": {"hidden_size": 64}}}, "'model'"),
         ({"corpus": {"style_weights": {"prosee": 1.0}}}, "prosee"),
         ({"pretrain_corpus": {"length": 200}}, "should not be valid under {'required': ['length']}"),
+        ({"pretrain_corpus": {"by_arch": {"mamba": {}}}}, "'mamba' is not one of ['deltanet', 'lact']"),
+        ({"pretrain_corpus": {"by_arch": {"lact": {"seeed": 1}}}}, "seeed"),
         ({"length_labels": ["4K", "8K", "16K"]}, "length_labels: 3 labels for 2 lengths"),
         (
             {"lengths": [512, 512], "length_labels": ["4K", "8K"]},
@@ -139,6 +141,22 @@ def test_corpus_length_reaches_the_corpus_and_not_the_tokenizer_text(tmp_path, l
     assert {k: v for k, v in cfgs["train.parquet"].items() if k != "length"} == cfgs["tokenizer.parquet"]
 
 
+def test_by_arch_pretrain_fields_reach_that_arch_s_corpus_alone(tmp_path):
+    """`pretrain_corpus.by_arch.<arch>` changes that arch's pretraining documents and no other's."""
+    mix = {"prose": 1, "qa": 1}
+    proc = _with_override(
+        tmp_path, {"pretrain_corpus": {"by_arch": {"lact": {"style_weights": mix}}}}, "all", "-p", "-F"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfgs = _corpus_cfgs(proc)
+    lact, deltanet = cfgs.pop("pretrain_lact.parquet"), cfgs.pop("pretrain_deltanet.parquet")
+    assert lact["style_weights"] == mix != deltanet["style_weights"]
+    assert {k: v for k, v in lact.items() if k != "style_weights"} == {
+        k: v for k, v in deltanet.items() if k != "style_weights"
+    }
+    assert "by_arch" not in lact and "--data results/smoke/corpus/pretrain_lact.parquet" in proc.stdout
+
+
 def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path):
     """Quotes, `;` and `$()` in config values: the printed commands, run with a stand-in `refine` that records
     its arguments, execute nothing else and hand the job the literal value."""
@@ -171,3 +189,16 @@ def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path)
     assert [c["local_dir"] for c in cfgs if "tasks" in c and "max_examples" in c] == [str(work / hostile)]
     assert [c["local_dir"] for c in cfgs if "answer_reserve" in c] == [hostile, hostile]
     assert [c["model"]["hidden_act"] for c in cfgs if isinstance(c.get("model"), dict)] == [hostile]
+
+
+@pytest.mark.parametrize("family, rule", [("niah", "eval_niah"), ("qa", "eval_qa"), ("longbench", "eval_longbench")])
+def test_ablations_are_evaluated_in_their_family(tmp_path, family, rule):
+    """`ablations.family` picks the cells the ablation variants are evaluated on (the report averages that
+    family): every variant gets its family's evaluation job per arch; the TTT variant runs on LongBench only."""
+    proc = _with_override(tmp_path, {"ablations": {"family": family}}, "ablations", "-p", "-F")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: ([^\n]*)", proc.stdout)
+    variants = yaml.safe_load(Path("config/smoke.yaml").read_text())["ablations"]["mid_methods"]
+    for variant in variants:
+        assert [r for r, w in jobs if f"model=mid-{variant}-s0" in w] == [rule, rule], (variant, jobs)
+    assert any("ttt=refine_cosine" in w for _, w in jobs) == (family == "longbench")

@@ -54,9 +54,10 @@ wildcard_constraints:
 
 
 def cfg_json(section, omit=(), **extra):
-    """A config section (less `omit`, plus extra fields) as one compact JSON object: the command's --cfg
-    (quote it: {x:q})."""
-    fields = {k: v for k, v in config[section].items() if k not in omit}
+    """A config section (its name, or its fields; less `omit`, plus extra fields) as one compact JSON object:
+    the command's --cfg (quote it: {x:q})."""
+    section = config[section] if isinstance(section, str) else section
+    fields = {k: v for k, v in section.items() if k not in omit}
     return json.dumps({**fields, **extra}, separators=(",", ":"), sort_keys=True)
 
 
@@ -174,9 +175,20 @@ def table5_records():
     return longbench_records(rows)
 
 
+def qa_records(arch, model, ttt="none"):
+    return [record(arch, model, "qa", t, n, ttt) for t in QA_TASKS for n in LENGTHS]
+
+
 def ablation_records():
-    variants = config["ablations"]["mid_methods"]
-    rows = [(X.mid_name(v, SEED), "none") for v in variants]
+    """The ablation variants' cells in `ablations.family`. The TTT variants (Table E.2) adapt a
+    mid-trained model: LongBench cells only (QA's TTT adapts nested post-trained models).
+    """
+    family = config["ablations"]["family"]
+    models = [X.mid_name(v, SEED) for v in config["ablations"]["mid_methods"]]
+    if family != "longbench":
+        cells = niah_records if family == "niah" else qa_records
+        return [r for a in ARCHS for m in models for r in cells(a, m)]
+    rows = [(m, "none") for m in models]
     rows += [(X.mid_name("refine", SEED), t) for t in config["ablations"]["ttt"]]
     return longbench_records(rows)
 
@@ -216,9 +228,11 @@ def corpus_cfg():
     return cfg_json("corpus", **({"length": length} if length else {}))
 
 
-def pretrain_corpus_cfg():
-    """The pretrain_corpus section; its documents fit the pretraining rows (pretrain.max_length)."""
-    return cfg_json("pretrain_corpus", length=config["pretrain"]["max_length"])
+def pretrain_corpus_cfg(arch):
+    """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones); its documents fit the
+    pretraining rows (pretrain.max_length)."""
+    section = refine_config.pretrain_corpus_section(config, arch)
+    return cfg_json(section, length=config["pretrain"]["max_length"])
 
 
 def tokenizer_dir(arch):

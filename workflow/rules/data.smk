@@ -19,18 +19,18 @@ rule corpus:
 
 
 rule pretrain_corpus:
-    """The tiny base models' documents, each within one pretraining row."""
+    """A tiny base model's documents, each within one pretraining row."""
     input:
         tokenizer=f"{R}/tokenizer",
     output:
-        f"{R}/corpus/pretrain.parquet",
+        f"{R}/corpus/pretrain_{{arch}}.parquet",
     log:
-        f"{R}/logs/pretrain_corpus.log",
+        f"{R}/logs/pretrain_corpus/{{arch}}.log",
     conda:
         "../envs/refine.yaml"
     params:
         code=V.command_hash("data"),
-        cfg=pretrain_corpus_cfg(),
+        cfg=lambda w: pretrain_corpus_cfg(w.arch),
     shell:
         "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output:q} > {log:q} 2>&1"
 

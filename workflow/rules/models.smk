@@ -5,7 +5,7 @@ if config["base"]["source"] == "pretrain":
     rule base_model:
         input:
             tokenizer=f"{R}/tokenizer",
-            corpus=f"{R}/corpus/pretrain.parquet",
+            corpus=f"{R}/corpus/pretrain_{{arch}}.parquet",
         output:
             model=directory(model_dir("{arch}", X.BASE)),
             metrics=X.metrics_path(R, "{arch}", X.BASE),
