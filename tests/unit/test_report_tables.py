@@ -143,3 +143,18 @@ def test_table_e1_offline_columns_beside_the_paper_and_na_reasons():
     )
     assert [c for _, c in full.missing()] == [("Recall", "SWDE")] * 6
     assert render.na_reasons(full) == [("no records for Recall SWDE", [render._row_name(r) for r in full.index])]
+
+
+def test_ablation_niah_average_runs_over_the_evaluated_tasks():
+    """Ablations on NIAH with two of the four families evaluated: Table 6 averages those two (S 10 and MK 30 at
+    every length: 20); over all four, as without `niah_tasks`, no cell is complete."""
+    evaluated = ("niah_single_1", "niah_multikey_1")
+    rows = [
+        record("deltanet", {**col.where, "task": task, "length_label": label}, 0, score)
+        for col in specs(ablation_family="niah")["table6"].cols
+        for task, score in zip(evaluated, (10.0, 30.0))
+        for label in col.where["length_label"]
+    ]
+    two = build_all(records_frame(rows), ablation_family="niah", niah_tasks=evaluated)["table6"]
+    assert two.mean.loc["deltanet"].to_numpy().tolist() == [[20.0, 20.0]]
+    assert build_all(records_frame(rows), ablation_family="niah")["table6"].mean.loc["deltanet"].isna().to_numpy().all()

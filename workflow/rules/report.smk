@@ -30,7 +30,7 @@ FIGURES = [
 ]
 REPORT_ARGS = shlex.join(
     ["--records", f"{R}/evals", "--metrics", f"{R}/train"]
-    + ["--ablation-family", config["ablations"]["family"]]
+    + ["--ablation-family", config["ablations"]["family"], "--niah-tasks", *NIAH_TASKS]
     + ([] if longbench_available() else ["--not-configured", "longbench"])
     + [
         arg

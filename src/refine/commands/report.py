@@ -26,7 +26,7 @@ def _inputs(args):
     metrics = load_metrics(args.metrics)
     niah = json.loads(args.niah_map) if args.niah_map else NIAH_FAMILIES
     log.info("%d records, %d metric lines", len(records), len(metrics))
-    tables = build_all(records, niah, args.ablation_family)
+    tables = build_all(records, niah, args.ablation_family, tuple(args.niah_tasks))
     for table in tables.values():  # a family the config leaves out: its tables say so instead of "not run"
         families = {c.where.get("family") for c in table.spec.cols}
         if families <= set(args.not_configured):
@@ -169,6 +169,12 @@ def add_parser(subparsers) -> None:
             default="longbench",
             choices=["longbench", "qa", "niah", "short"],
             help="family averaged in the ablation tables and Fig. 5 (paper: longbench)",
+        )
+        p.add_argument(
+            "--niah-tasks",
+            nargs="+",
+            default=[],
+            help="NIAH tasks evaluated (niah.tasks): the ablation tables' NIAH average runs over them (default: all)",
         )
         if name == "build":
             p.add_argument(
