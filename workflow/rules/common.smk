@@ -175,8 +175,8 @@ def table5_records():
     return longbench_records(rows)
 
 
-def qa_records(arch, model, ttt="none"):
-    return [record(arch, model, "qa", t, n, ttt) for t in QA_TASKS for n in LENGTHS]
+def qa_records(arch, model):
+    return [record(arch, model, "qa", t, n) for t in QA_TASKS for n in LENGTHS]
 
 
 def ablation_records():
