@@ -105,6 +105,9 @@ def check_workflow_config(config: dict[str, Any]) -> None:
                 "pretraining documents"
             )
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
+    stray = sorted(set(config["ablations"].get("seeds") or []) - set(config["mid_seeds"]))
+    if stray:
+        raise ValueError(f"ablations.seeds: {stray} not in mid_seeds {config['mid_seeds']} (variants pair with REFINE)")
 
 
 def pretrain_corpus_section(config: dict[str, Any], arch: str | None) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def _workflow(**over):
            "corpus": {"length": 256}, "pretrain_corpus": {"min_length": 128},
            "pretrain": {"batch_size": 4, "max_length": 256},
            "mid": {"batch_size": 4, "micro_batch_size": 2, "max_length": 256},
-           "post": {"batch_size": 4, "refine": {"mini_batch_size": 4}}, "ttt": {"micro_batch_size": 8}}  # fmt: skip
+           "post": {"batch_size": 4, "refine": {"mini_batch_size": 4}}, "ttt": {"micro_batch_size": 8},
+           "mid_seeds": [0, 1, 2], "ablations": {"seeds": None}}  # fmt: skip
     return cfg | over
 
 
@@ -62,6 +63,9 @@ def test_workflow_cross_key_rules_name_the_key():
         check_workflow_config(_workflow(pretrain_corpus={"min_length": 300}))
     with pytest.raises(ValueError, match=r"pretrain_corpus\.by_arch\.lact\.min_length: 300 tokens exceed"):
         check_workflow_config(_workflow(pretrain_corpus={"min_length": 128, "by_arch": {"lact": {"min_length": 300}}}))
+    check_workflow_config(_workflow(ablations={"seeds": [0, 2]}))
+    with pytest.raises(ValueError, match=r"ablations\.seeds: \[3\] not in mid_seeds \[0, 1, 2\]"):
+        check_workflow_config(_workflow(ablations={"seeds": [0, 3]}))
 
 
 def test_an_arch_pretrains_on_its_by_arch_fields_over_the_shared_ones():

@@ -62,7 +62,8 @@ def test_every_model_name_of_the_default_dag_parses_back():
     stages = {parse_model(name).stage for name in names}
     assert all(parse_model(name).name == name for name in names)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    mids = (2 + len(cfg["ablations"]["mid_methods"])) * len(cfg["mid_seeds"])  # sft, refine, variants x seeds
+    seeds = cfg["ablations"].get("seeds") or [cfg["seed"]]
+    mids = 2 * len(cfg["mid_seeds"]) + len(cfg["ablations"]["mid_methods"]) * len(seeds)  # sft, refine; variants
     posts = 2 * len(cfg["lengths"]) * 3  # QA tasks x lengths x post methods
     assert stages == {"base", "mid", "post"} and len(names) == 1 + mids + posts, sorted(names)
 
@@ -202,3 +203,18 @@ def test_ablations_are_evaluated_in_their_family(tmp_path, family, rule):
     for variant in variants:
         assert [r for r, w in jobs if f"model=mid-{variant}-s0" in w] == [rule, rule], (variant, jobs)
     assert any("ttt=refine_cosine" in w for _, w in jobs) == (family == "longbench")
+
+
+def test_ablation_variants_train_and_evaluate_at_ablations_seeds(tmp_path):
+    """Each variant is trained and evaluated at each of `ablations.seeds` (default: `seed` alone)."""
+    variants = yaml.safe_load(Path("config/smoke.yaml").read_text())["ablations"]["mid_methods"]
+    for seeds in (None, [0, 1]):
+        override = {"ablations": {"family": "niah", "seeds": seeds}}
+        proc = _with_override(tmp_path, override, "ablations", "-p", "-F")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: ([^\n]*)", proc.stdout)
+        for variant in variants:
+            patterns = {"train_mid": rf"method={variant}, seed=(\d+)", "eval_niah": rf"model=mid-{variant}-s(\d+)"}
+            for rule, pattern in patterns.items():
+                seen = {int(m) for r, w in jobs if r == rule for m in re.findall(pattern, w)}
+                assert seen == set(seeds or [0]), (variant, rule, jobs)

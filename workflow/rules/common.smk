@@ -31,6 +31,7 @@ ARCHS = config["archs"]
 LENGTHS = config["lengths"]
 SEED = config["seed"]
 MID_SEEDS = config["mid_seeds"]
+ABLATION_SEEDS = config["ablations"]["seeds"] or [SEED]
 LONGBENCH_DIR = config["longbench"]["local_dir"]
 NIAH_TASKS = config["niah"]["tasks"]
 QA_TASKS = config["qa"]["tasks"]
@@ -112,8 +113,8 @@ def model_dir(arch, name):
     return X.model_dir(R, arch, name)
 
 
-def mid_models(methods=X.MID_METHODS):
-    return [X.mid_name(m, s) for m in methods for s in MID_SEEDS]
+def mid_models(methods=X.MID_METHODS, seeds=MID_SEEDS):
+    return [X.mid_name(m, s) for m in methods for s in seeds]
 
 
 def base_and_mid_models():
@@ -179,12 +180,17 @@ def qa_records(arch, model):
     return [record(arch, model, "qa", t, n) for t in QA_TASKS for n in LENGTHS]
 
 
+def ablation_models():
+    """The mid-trained ablation variants: each of `ablations.mid_methods` at each of `ablations.seeds`."""
+    return mid_models(config["ablations"]["mid_methods"], ABLATION_SEEDS)
+
+
 def ablation_records():
     """The ablation variants' cells in `ablations.family`. The TTT variants (Table E.2) adapt a
     mid-trained model: LongBench cells only (QA's TTT adapts nested post-trained models).
     """
     family = config["ablations"]["family"]
-    models = [X.mid_name(v, SEED) for v in config["ablations"]["mid_methods"]]
+    models = ablation_models()
     if family != "longbench":
         cells = niah_records if family == "niah" else qa_records
         return [r for a in ARCHS for m in models for r in cells(a, m)]
@@ -218,8 +224,9 @@ def all_models():
     return out
 
 
-def metrics_files(methods=X.MID_METHODS):
-    return [X.metrics_path(R, a, m) for a in ARCHS for m in mid_models(methods=methods)]
+def metrics_files(models=None):
+    """Training metrics of `models` (default: SFT and REFINE at every mid-training seed) of every arch."""
+    return [X.metrics_path(R, a, m) for a in ARCHS for m in models or mid_models()]
 
 
 def corpus_cfg():

@@ -151,7 +151,7 @@ rule ablation_report:
     input:
         all_records(),
         ablation_records(),
-        metrics_files(["refine"] + config["ablations"]["mid_methods"]),
+        metrics_files(mid_models(["refine"]) + ablation_models()),
     output:
         f"{R}/ablations/report.html",
         f"{R}/ablations/tables/table6.csv",
