@@ -67,6 +67,15 @@ def test_verdicts_from_known_differences(sft, refine, status, interval, shift):
         assert "cannot decide" in row["why"]
 
 
+@pytest.mark.parametrize("sft,refine", [({0: 5}, {0: 5}), ({0: 5, 1: 7, 2: 5}, {0: 5, 1: 7, 2: 5})])
+def test_identical_scores_off_the_floor_say_so(sft, refine):
+    """Both sides right on the same examples (one seed) or the same values per seed, at neither bound: the
+    interval is [0, 0] and the verdict INCONCLUSIVE, saying why."""
+    row = verdict(sft, refine)
+    assert row["status"] == "INCONCLUSIVE" and row["diff"] == row["ci95_lo"] == row["ci95_hi"] == 0
+    assert "score the same" in row["why"] and "interval [0, 0]" in row["why"]
+
+
 def sd(hits: int) -> float:
     """Standard deviation (points) of N binary examples with ``hits`` right."""
     return pd.Series(example_scores([{"score": float(i < hits)} for i in range(N)], 100 * hits / N)).std()

@@ -6,7 +6,8 @@ The verdict (``decide``; docs/design.md, "Claim statistics") is decided by the i
 
 * PASS: the interval lies on the claimed side of 0 (of ``-margin`` for a tolerance; a trend: every step's);
 * FAIL: it lies on the other side (a trend: some step's);
-* INCONCLUSIVE: it includes 0, or there is no interval (one seed without per-example scores);
+* INCONCLUSIVE: it includes 0 (both sides scoring the same, at [0, 0], says so), or there is no interval (one seed
+  without per-example scores);
 * FLOOR / CEILING: every compared value is 0 / 100: the replica cannot decide (not: the paper is wrong);
 * NOT MEASURABLE: a table the claim reads tests the pipeline only at this scale (config report.pipeline_only);
 * NOT RUN: a cell the claim needs has no records.
@@ -126,6 +127,8 @@ def decide(outcome: Outcome) -> tuple[str, str]:
     threshold = f"{-outcome.margin:+.2f}" if outcome.margin > _EPS else "0"
     if math.isnan(effect.half):
         return "INCONCLUSIVE", f"no interval ({effect.interval or 'one value per side'})"
+    if abs(effect.diff) < _EPS and effect.half < _EPS:
+        return "INCONCLUSIVE", f"both sides score the same ({effect.interval}, interval [0, 0]): cannot decide"
     if effect.lo > -outcome.margin:
         return "PASS", f"95% interval ({effect.interval}) above {threshold}"
     if effect.hi < -outcome.margin:
