@@ -1,6 +1,5 @@
-"""Command configuration: `--cfg` parsing (a JSON object or a YAML/JSON file), the one dataclass loader, the
-workflow config's cross-key rules, and torch's thread count. Standard library and yaml only at import time: the
-workflow loads this file on its own."""
+"""Command configuration: `--cfg` parsing (a JSON object or a YAML/JSON file), the one dataclass loader and
+torch's thread count. Standard library and yaml only at import time."""
 
 from __future__ import annotations
 
@@ -76,52 +75,3 @@ def set_threads(threads: int = 0) -> None:
         import torch
 
         torch.set_num_threads(n)
-
-
-TRAINED_STAGES = ("pretrain", "mid", "post")
-
-
-def check_workflow_config(config: dict[str, Any]) -> None:
-    """Cross-key rules of a schema-validated workflow config that JSON Schema cannot state; ValueError naming
-    the key. Defaults come from the schema (workflow/schemas/config.schema.yaml), already filled in."""
-    lengths, labels = config["lengths"], config["length_labels"]
-    if len(labels) != len(lengths):
-        raise ValueError(f"length_labels: {len(labels)} labels for {len(lengths)} lengths (one per length, in order)")
-    for stage in TRAINED_STAGES:
-        _check_batches(stage, config[stage], config[stage].get("batch_size"))
-    corpus, mid_length = config["corpus"], config["mid"].get("max_length")
-    if corpus.get("source", "synthetic") == "synthetic" and mid_length and corpus.get("length", 0) > mid_length:
-        raise ValueError(
-            f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
-            "would cut their ends, where the synthetic documents' answers are"
-        )
-    pre_length = config["pretrain"]["max_length"]
-    for arch in [None, *config["pretrain_corpus"].get("by_arch", {})]:
-        pre_min = pretrain_corpus_section(config, arch).get("min_length")
-        if pre_min and pre_min > pre_length:
-            key = f"pretrain_corpus.by_arch.{arch}" if arch else "pretrain_corpus"
-            raise ValueError(
-                f"{key}.min_length: {pre_min} tokens exceed pretrain.max_length ({pre_length}), the length of the "
-                "pretraining documents"
-            )
-    _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
-    stray = sorted(set(config["ablations"].get("seeds") or []) - set(config["mid_seeds"]))
-    if stray:
-        raise ValueError(f"ablations.seeds: {stray} not in mid_seeds {config['mid_seeds']} (variants pair with REFINE)")
-
-
-def pretrain_corpus_section(config: dict[str, Any], arch: str | None) -> dict[str, Any]:
-    """The `pretrain_corpus` fields of `arch`'s base model: its `by_arch` entry over the shared ones (the shared
-    ones alone for `arch` None)."""
-    section = dict(config["pretrain_corpus"])
-    return section | section.pop("by_arch", {}).get(arch, {})
-
-
-def _check_batches(stage: str, section: dict[str, Any], batch: int | None, batch_key: str = "") -> None:
-    """micro_batch_size and refine.mini_batch_size fit in one batch (TTT: one generation batch)."""
-    batch_key = batch_key or f"{stage}.batch_size"
-    sizes = {"micro_batch_size": section.get("micro_batch_size"),
-             "refine.mini_batch_size": section.get("refine", {}).get("mini_batch_size")}  # fmt: skip
-    for key, size in sizes.items():
-        if batch is not None and size is not None and size > batch:
-            raise ValueError(f"{stage}.{key}: {size} sequences exceed {batch_key} ({batch})")

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from refine.config import check_workflow_config, from_dict, load_cfg, pretrain_corpus_section
+from refine.config import from_dict, load_cfg
+from refine.workflow_config import check_workflow_config, pretrain_corpus_section
 
 
 @dataclasses.dataclass

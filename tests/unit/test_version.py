@@ -35,6 +35,13 @@ def test_the_train_closure_holds_what_training_runs_and_not_the_report():
     assert not any(f.startswith("report/") for f in files)
 
 
+def test_no_command_imports_the_workflow_config_rules():
+    """A change to the workflow's cross-key rules reruns no job: no command's closure holds them."""
+    commands = [f"refine.commands.{p.stem}" for p in (version.PACKAGE / "commands").glob("[!_]*.py")]
+    files = {p.relative_to(version.PACKAGE).as_posix() for p in version.import_closure(["refine.cli", *commands])}
+    assert {"config.py", "commands/train.py"} <= files and "workflow_config.py" not in files
+
+
 def test_a_command_hash_changes_with_its_sources_only(package_copy):
     def hashes():
         copy = load_copy(package_copy)

@@ -14,7 +14,7 @@ os.environ["PATH"] = os.pathsep.join(
 
 
 try:  # `import refine` is light (standard library and yaml): DAG building needs no torch
-    from refine import config as refine_config, experiment as X, version as V
+    from refine import experiment as X, version as V, workflow_config
 except ImportError as err:
     raise WorkflowError(
         f"the refine package is not installed in Snakemake's environment (pip install -e .): {err}"
@@ -22,7 +22,7 @@ except ImportError as err:
 
 # params code=V.command_hash(group): a change to the code `refine <group>` can run reruns the rule
 try:  # the cross-key rules the schema cannot state, at DAG build
-    refine_config.check_workflow_config(config)
+    workflow_config.check_workflow_config(config)
 except ValueError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
@@ -238,7 +238,7 @@ def corpus_cfg():
 def pretrain_corpus_cfg(arch):
     """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones); its documents fit the
     pretraining rows (pretrain.max_length)."""
-    section = refine_config.pretrain_corpus_section(config, arch)
+    section = workflow_config.pretrain_corpus_section(config, arch)
     return cfg_json(section, length=config["pretrain"]["max_length"])
 
 
