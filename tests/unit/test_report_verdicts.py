@@ -194,3 +194,8 @@ def test_pipeline_only_family_through_the_report_command(tmp_path):
     assert 'class="badge NOT-MEASURABLE"' in html and html.count('class="pipeline"') == 1 + 5  # verdicts + 5 tables
     assert "<b>Tables 5, 6, 7, E.2, Fig. 5:</b> at this scale the LongBench cells test the pipeline only" in html
     assert "**Tables 5, 6, 7, E.2, Fig. 5**: at this scale" in (out / "report.md").read_text()
+    one = tmp_path / "one"  # ablations on NIAH: Table 5 alone rests on LongBench
+    build = ["build", *common, "--out", str(one), "--figures", str(tmp_path), "--claims", str(out / "claims.csv")]
+    assert run_report(*build, "--ablation-family", "niah") == 0
+    assert "<b>Table 5:</b> at this scale" in (one / "report.html").read_text()
+    assert "**Table 5**: at this scale" in (one / "report.md").read_text()
