@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from refine.config import pretrain_corpus_section
 from refine.data.corpus import synthetic_corpus
 from refine.data.tokenizer import save_tokenizer, train_tokenizer
 from refine.train import stages
 from refine.train.config import PretrainConfig
+from refine.workflow_config import pretrain_corpus_section
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
 RECIPE = pretrain_corpus_section(DEFAULT, "deltanet")
