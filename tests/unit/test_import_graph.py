@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Lowest first. Units in one tuple are peers: neither may import the other.
 LAYERS: list[tuple[str, ...]] = [
-    ("atomic", "logs", "config"),  # leaves: no refine imports
+    ("atomic", "logs", "config", "workflow_config"),  # leaves: no refine imports (workflow_config: the Snakefile's)
     ("ops",),  # kernels
     ("models",),  # DeltaNet, LaCT, caches over the kernels
     ("data", "rl", "refine"),  # data preparation; the method; the root package (registers the models)
