@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from test_report_synth import paper_records, record, run_report, write_records
 
-from refine.report.claims import run_claims, to_markdown
+from refine.report.claims import Outcome, decide, run_claims, to_markdown
 from refine.report.records import LENGTHS, load_metrics, load_records, records_frame
-from refine.report.stats import Z975, cell_half, compare, example_scores, t975
+from refine.report.stats import Z975, Effect, cell_half, compare, example_scores, t975
 from refine.report.tables import build_all, specs
 
 CLAIM = "2.niah_refine_gt_sft.S.lact"  # Table 3: REFINE mid-training > SFT on the S-NIAH Avg (3 lengths)
@@ -74,6 +74,13 @@ def test_identical_scores_off_the_floor_say_so(sft, refine):
     row = verdict(sft, refine)
     assert row["status"] == "INCONCLUSIVE" and row["diff"] == row["ci95_lo"] == row["ci95_hi"] == 0
     assert "score the same" in row["why"] and "interval [0, 0]" in row["why"]
+
+
+def test_identical_scores_meet_a_tolerance():
+    """A claim with a tolerance (no forgetting within 0.2 points) holds when both sides score the same."""
+    same = Effect(0.0, 0.0, 40.0, 1, "samples paired by example, 1 seed")
+    assert decide(Outcome(same, margin=0.2))[0] == "PASS"
+    assert decide(Outcome(same))[0] == "INCONCLUSIVE"
 
 
 def sd(hits: int) -> float:

@@ -127,7 +127,7 @@ def decide(outcome: Outcome) -> tuple[str, str]:
     threshold = f"{-outcome.margin:+.2f}" if outcome.margin > _EPS else "0"
     if math.isnan(effect.half):
         return "INCONCLUSIVE", f"no interval ({effect.interval or 'one value per side'})"
-    if abs(effect.diff) < _EPS and effect.half < _EPS:
+    if outcome.margin <= _EPS and abs(effect.diff) < _EPS and effect.half < _EPS:  # a tolerance is met at [0, 0]
         return "INCONCLUSIVE", f"both sides score the same ({effect.interval}, interval [0, 0]): cannot decide"
     if effect.lo > -outcome.margin:
         return "PASS", f"95% interval ({effect.interval}) above {threshold}"
