@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from refine.experiment import parse_model
 
@@ -62,12 +63,9 @@ def test_every_model_name_of_the_default_dag_parses_back():
     stages = {parse_model(name).stage for name in names}
     assert all(parse_model(name).name == name for name in names)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    variants = cfg["ablations"].get(
-        "mid_methods", schema["properties"]["ablations"]["properties"]["mid_methods"]["default"]
-    )
-    seeds = cfg["ablations"].get("seeds") or [cfg["seed"]]
-    mids = 2 * len(cfg["mid_seeds"]) + len(variants) * len(seeds)  # sft and refine at every seed; the variants
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # the schema's defaults, as the DAG's
+    seeds = cfg["ablations"]["seeds"] or [cfg["seed"]]
+    mids = 2 * len(cfg["mid_seeds"]) + len(cfg["ablations"]["mid_methods"]) * len(seeds)  # sft, refine; variants
     posts = 2 * len(cfg["lengths"]) * 3  # QA tasks x lengths x post methods
     assert stages == {"base", "mid", "post"} and len(names) == 1 + mids + posts, sorted(names)
 
