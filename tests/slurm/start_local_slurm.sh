@@ -2,11 +2,15 @@
 # A real single-node SLURM on this machine, for the opt-in `slurm` tests (pytest -m slurm).
 #
 #   tests/slurm/start_local_slurm.sh [start]   install (apt, once) and start munge + slurmctld + slurmd
+#   tests/slurm/start_local_slurm.sh restart   stop slurmctld + slurmd, then start them with an empty queue (CI)
 #   tests/slurm/start_local_slurm.sh status    show what is running and the node state
 #   tests/slurm/start_local_slurm.sh stop      stop the daemons this script started
 #   tests/slurm/start_local_slurm.sh clean     stop, then remove the config and state this script wrote
 #
-# Idempotent: `start` on a healthy running cluster only prints its state. Needs root and Debian/Ubuntu
+# Idempotent: `start` on a healthy running cluster only prints its state. Whenever this script starts
+# slurmctld it clears the saved job state (`slurmctld -c`): jobs recovered from before a restart have no
+# processes left, yet would hold the node's CPUs and fake GPUs until their time limit and keep every new
+# test job pending. Needs root and Debian/Ubuntu
 # (apt-get). Slurm runs without systemd or cgroups (proctrack/linuxproc, task/none), without slurmdbd
 # (so `sacct` does not work: the slurm-ci profile uses `slurm-status-command: squeue`), with one
 # partition `debug`, $REFINE_SLURM_CPUS CPUs (default 2) and $REFINE_SLURM_GPUS fake GPUs (default 2):
@@ -210,8 +214,8 @@ start() {
     for d in slurmctld slurmd; do
         if pid_alive "$STATE_DIR/run/$d.pid"; then kill "$(cat "$STATE_DIR/run/$d.pid")"; sleep 1; fi
     done
-    slurmctld || die "slurmctld failed; see $STATE_DIR/log/slurmctld.log"
-    say "slurmctld started"
+    slurmctld -c || die "slurmctld failed; see $STATE_DIR/log/slurmctld.log"
+    say "slurmctld started (job queue cleared)"
     slurmd || die "slurmd failed; see $STATE_DIR/log/slurmd.log"
     say "slurmd started"
     local state="" deadline=$(($(date +%s) + WAIT_S))
@@ -235,6 +239,10 @@ start() {
 case "$ACTION" in
     start) start ;;
     status) show_status ;;
+    restart)
+        stop_daemons slurm-only
+        start
+        ;;
     stop) stop_daemons ;;
     clean)
         stop_daemons
@@ -243,5 +251,5 @@ case "$ACTION" in
         done
         rm -rf "$STATE_DIR" && say "removed $STATE_DIR"
         ;;
-    *) die "usage: $0 [start|status|stop|clean]" ;;
+    *) die "usage: $0 [start|restart|status|stop|clean]" ;;
 esac

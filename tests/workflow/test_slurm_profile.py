@@ -345,6 +345,15 @@ def slurm_answers() -> str | None:
     return None
 
 
+def queue_state() -> str:
+    """squeue and the node's state, for a failure message (a job that never ran waited behind something)."""
+    lines = []
+    for cmd in (["squeue", "-a", "-o", "%i %j %T %M %l %R"], ["sinfo", "-N", "-o", "%N %T %C %G"]):
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=15)
+        lines.append("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+    return "\n" + "\n".join(lines)
+
+
 PROBE_SNAKEFILE = """\
 # A one-rule workflow shaped like the real train_mid: portable gpu=0 default, the profile raises it,
 # the launcher picks torchrun for gpu > 1 (as workflow/rules/common.smk does).
@@ -410,8 +419,10 @@ def test_local_slurm_torchrun_world_of_two(tmp_path):
     elapsed = time.monotonic() - t0
     out = proc.stdout + proc.stderr
     log = tmp_path / "results" / "logs" / "train_mid.log"
-    assert proc.returncode == 0, f"rc={proc.returncode} after {elapsed:.0f}s\n{out[-4000:]}\n" + (
-        log.read_text()[-3000:] if log.exists() else ""
+    assert proc.returncode == 0, (
+        f"rc={proc.returncode} after {elapsed:.0f}s\n{out[-4000:]}\n"
+        + (log.read_text()[-3000:] if log.exists() else "")
+        + queue_state()
     )
     print(f"local SLURM torchrun workflow: {elapsed:.1f} s")
 
