@@ -1,5 +1,7 @@
-"""Shared fixtures: the real evaluation data (data/, git-ignored), where the default config finds it."""
+"""Shared fixtures: the real evaluation data (data/, git-ignored, where the default config finds it), local SLURM."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,21 @@ def one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def local_slurm() -> None:
+    """A local SLURM whose `debug` partition is up with 2 fake GPUs (tests/slurm/start_local_slurm.sh, which CI
+    starts); skips the test with the reason otherwise."""
+    if not shutil.which("sinfo") or not shutil.which("sbatch"):
+        pytest.skip("no SLURM client (run tests/slurm/start_local_slurm.sh)")
+    try:
+        cmd = ["sinfo", "-h", "-p", "debug", "-o", "%a %T %G"]
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.skip("sinfo did not answer within 15 s")
+    fields = proc.stdout.split()
+    if proc.returncode != 0 or not fields:
+        pytest.skip(f"sinfo does not answer / no debug partition: {proc.stderr.strip()[:200]}")
+    if fields[0] != "up" or not fields[1].startswith(("idle", "mix", "alloc")) or "gpu:2" not in fields[2]:
+        pytest.skip(f"debug partition not usable for the SLURM tests: {proc.stdout.strip()}")

@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -323,28 +322,6 @@ def test_ci_profile_sbatch_fits_the_local_node():
 # --------------------------------------------------------------------------------------------------
 
 
-def slurm_answers() -> str | None:
-    """None when a local SLURM with an up `debug` partition answers; else the reason to skip."""
-    if not shutil.which("sinfo") or not shutil.which("sbatch"):
-        return "no SLURM client (run tests/slurm/start_local_slurm.sh)"
-    try:
-        proc = subprocess.run(
-            ["sinfo", "-h", "-p", "debug", "-o", "%a %T %G"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 15 s"
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return f"sinfo does not answer / no debug partition: {proc.stderr.strip()[:200]}"
-    fields = proc.stdout.split()
-    if fields[0] != "up" or not fields[1].startswith(("idle", "mix", "alloc")) or "gpu:2" not in fields[2]:
-        return f"debug partition not usable for this test: {proc.stdout.strip()}"
-    return None
-
-
 def queue_state() -> str:
     """squeue and the node's state, for a failure message (a job that never ran waited behind something)."""
     lines = []
@@ -388,10 +365,7 @@ rule train_mid:
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_local_slurm_torchrun_world_of_two(tmp_path):
-    reason = slurm_answers()
-    if reason:
-        pytest.skip(reason)
+def test_local_slurm_torchrun_world_of_two(tmp_path, local_slurm):
     (tmp_path / "Snakefile").write_text(PROBE_SNAKEFILE.format(probe=PROBE))
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     t0 = time.monotonic()

@@ -179,17 +179,9 @@ def test_tables_figures_report_rebuild_from_records_alone(smoke_run):
     assert (out / "tables" / "table4.csv").is_file() and (out / "report" / "report.html").is_file()
 
 
-def slurm_answers() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    return subprocess.run(["sinfo"], capture_output=True, timeout=30).returncode == 0
-
-
 @pytest.mark.slurm
-def test_slurm_run_gives_the_local_records(smoke_run, tmp_path):
+def test_slurm_run_gives_the_local_records(smoke_run, tmp_path, local_slurm):
     """The smoke DAG (DeltaNet half) through the real local SLURM gives the local run's records."""
-    if not slurm_answers():
-        pytest.skip("no local SLURM answers (start it with tests/slurm/start_local_slurm.sh)")
     workdir = tmp_path / "slurm"
     proc = snakemake(workdir, "evaluate", "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm-ci"),
                      overrides={"archs": ["deltanet"]}, timeout=1800)  # fmt: skip
