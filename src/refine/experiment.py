@@ -16,6 +16,7 @@ from typing import Any
 
 FAMILIES = ("niah", "qa", "longbench", "short")  # short: Table E.1's lm-eval suite
 BASE = "base"
+BASE_SHORT = "base_short"  # a base model's short phase, when it has a long one (pretrain_long)
 MID_METHODS = ("sft", "refine")  # the comparison; ablations add refine_<variant>
 POST_METHODS = ("sft", "nested_sft", "nested_refine")
 TTT_MODES = ("none", "sft", "refine", "refine_cosine")  # refine_cosine: Table E.2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TRAINED_STAGES = ("pretrain", "mid", "post")
+TRAINED_STAGES = ("pretrain", "pretrain_long", "mid", "post")
 
 
 def check_workflow_config(config: dict[str, Any]) -> None:
@@ -25,26 +25,37 @@ def check_workflow_config(config: dict[str, Any]) -> None:
             f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
             "would cut their ends, where the synthetic documents' answers are"
         )
-    pre_length = config["pretrain"]["max_length"]
-    for arch in [None, *config["pretrain_corpus"].get("by_arch", {})]:
-        pre_min = pretrain_corpus_section(config, arch).get("min_length")
-        if pre_min and pre_min > pre_length:
-            key = f"pretrain_corpus.by_arch.{arch}" if arch else "pretrain_corpus"
-            raise ValueError(
-                f"{key}.min_length: {pre_min} tokens exceed pretrain.max_length ({pre_length}), the length of the "
-                "pretraining documents"
-            )
+    for long, rows in ((False, "pretrain.max_length"), (True, "pretrain_long.max_length")):
+        pre_length = (config["pretrain_long"] if long else config["pretrain"]).get("max_length")
+        for arch in [None, *config["pretrain_corpus"].get("by_arch", {})]:
+            pre_min = pretrain_corpus_section(config, arch, long).get("min_length")
+            if pre_min and pre_length and pre_min > pre_length:
+                key = f"pretrain_corpus.by_arch.{arch}" if arch else "pretrain_corpus"
+                key = f"pretrain_long.corpus (over {key})" if long else key
+                raise ValueError(
+                    f"{key}.min_length: {pre_min} tokens exceed {rows} ({pre_length}), the length of the "
+                    "pretraining documents"
+                )
+    stray = sorted(set(config["pretrain_long"].get("archs", [])) - set(config["archs"]))
+    if stray:
+        raise ValueError(f"pretrain_long.archs: {stray} not in archs {config['archs']}")
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
     stray = sorted(set(config["ablations"].get("seeds") or []) - set(config["mid_seeds"]))
     if stray:
         raise ValueError(f"ablations.seeds: {stray} not in mid_seeds {config['mid_seeds']} (variants pair with REFINE)")
 
 
-def pretrain_corpus_section(config: dict[str, Any], arch: str | None) -> dict[str, Any]:
+def pretrain_corpus_section(config: dict[str, Any], arch: str | None, long: bool = False) -> dict[str, Any]:
     """The `pretrain_corpus` fields of `arch`'s base model: its `by_arch` entry over the shared ones (the shared
-    ones alone for `arch` None)."""
+    ones alone for `arch` None); with `long`, the documents of its long phase: `pretrain_long.corpus` over those."""
     section = dict(config["pretrain_corpus"])
-    return section | section.pop("by_arch", {}).get(arch, {})
+    section |= section.pop("by_arch", {}).get(arch, {})
+    return section | config["pretrain_long"].get("corpus", {}) if long else section
+
+
+def long_pretrain_archs(config: dict[str, Any]) -> list[str]:
+    """The archs whose base model has a long pretraining phase (tiny default only: `base.source` pretrain)."""
+    return list(config["pretrain_long"].get("archs", [])) if config["base"]["source"] == "pretrain" else []
 
 
 def _check_batches(stage: str, section: dict[str, Any], batch: int | None, batch_key: str = "") -> None:

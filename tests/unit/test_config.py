@@ -40,7 +40,7 @@ def test_from_dict_names_unknown_keys():
 def _workflow(**over):
     cfg = {"lengths": [512, 1024], "length_labels": ["4K", "8K"], "evaluation": {"batch_size": 8},
            "corpus": {"length": 256}, "pretrain_corpus": {"min_length": 128},
-           "pretrain": {"batch_size": 4, "max_length": 256},
+           "pretrain": {"batch_size": 4, "max_length": 256}, "pretrain_long": {}, "archs": ["deltanet", "lact"],
            "mid": {"batch_size": 4, "micro_batch_size": 2, "max_length": 256},
            "post": {"batch_size": 4, "refine": {"mini_batch_size": 4}}, "ttt": {"micro_batch_size": 8},
            "mid_seeds": [0, 1, 2], "ablations": {"seeds": None}}  # fmt: skip
@@ -64,6 +64,14 @@ def test_workflow_cross_key_rules_name_the_key():
         check_workflow_config(_workflow(pretrain_corpus={"min_length": 300}))
     with pytest.raises(ValueError, match=r"pretrain_corpus\.by_arch\.lact\.min_length: 300 tokens exceed"):
         check_workflow_config(_workflow(pretrain_corpus={"min_length": 128, "by_arch": {"lact": {"min_length": 300}}}))
+    long = {"archs": ["lact"], "batch_size": 2, "max_length": 512, "corpus": {"min_length": 384}}
+    check_workflow_config(_workflow(pretrain_long=long))
+    with pytest.raises(ValueError, match=r"pretrain_long\.corpus \(over pretrain_corpus\)\.min_length: 600 .* pretrain_long\.max_length"):
+        check_workflow_config(_workflow(pretrain_long=long | {"corpus": {"min_length": 600}}))
+    with pytest.raises(ValueError, match=r"pretrain_long\.micro_batch_size: 4 sequences exceed pretrain_long\.batch_size"):
+        check_workflow_config(_workflow(pretrain_long=long | {"micro_batch_size": 4}))
+    with pytest.raises(ValueError, match=r"pretrain_long\.archs: \['lact'\] not in archs \['deltanet'\]"):
+        check_workflow_config(_workflow(pretrain_long=long, archs=["deltanet"]))
     check_workflow_config(_workflow(ablations={"seeds": [0, 2]}))
     with pytest.raises(ValueError, match=r"ablations\.seeds: \[3\] not in mid_seeds \[0, 1, 2\]"):
         check_workflow_config(_workflow(ablations={"seeds": [0, 3]}))
@@ -74,6 +82,9 @@ def test_an_arch_pretrains_on_its_by_arch_fields_over_the_shared_ones():
     cfg = {"pretrain_corpus": {**shared, "by_arch": {"deltanet": {"style_weights": {"qa": 1}}}}}
     assert pretrain_corpus_section(cfg, "deltanet") == {"seed": 2, "style_weights": {"qa": 1}}
     assert pretrain_corpus_section(cfg, "lact") == pretrain_corpus_section(cfg, None) == shared
+    cfg["pretrain_long"] = {"corpus": {"seed": 3, "min_length": 768}}  # the long phase's documents: its fields over those
+    assert pretrain_corpus_section(cfg, "deltanet", long=True) == {"seed": 3, "style_weights": {"qa": 1}, "min_length": 768}
+    assert pretrain_corpus_section(cfg, "lact", long=False) == shared
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from refine.train import stages
 from refine.train.config import MidConfig, PretrainConfig
 
@@ -49,6 +52,20 @@ def test_pretrain_lowers_the_ntp_loss_and_writes_a_checkpoint(toy, tmp_path):
     assert 4 * 20 < train[0]["tokens"] <= 4 * 64 and train[0]["tokens_per_s"] > 0  # one document per row
     model, tok = stages.load_pretrained(tmp_path / "base")
     assert model.config.vocab_size == len(tok) and model.config.pad_token_id == tok.pad_token_id
+
+
+def test_pretrain_from_a_checkpoint_continues_that_model(toy, tmp_path):
+    """The long phase of a length curriculum (`pretrain_long`): `base` is the model trained on, not a fresh one."""
+    cfg = PretrainConfig.from_dict({"batch_size": 4, "max_length": 64, "steps": 2, "threads": 1})
+    common = {"arch": "deltanet", "tokenizer": toy["tokenizer"], "data": toy["pretrain"], "base": toy["base"]}
+    stages.pretrain(cfg, **common, out=tmp_path / "long", metrics=tmp_path / "m.jsonl")
+    (before, _), (after, _) = stages.load_pretrained(toy["base"]), stages.load_pretrained(tmp_path / "long")
+    assert after.config.hidden_size == before.config.hidden_size != 128  # the toy's, not the tiny default's
+    pairs = list(zip(before.state_dict().values(), after.state_dict().values(), strict=True))
+    assert all(a.shape == b.shape for a, b in pairs) and not all(torch.equal(a, b) for a, b in pairs)
+    assert [r["step"] for r in rows(tmp_path / "m.jsonl")] == [1, 2]
+    with pytest.raises(ValueError, match="model overrides"):
+        stages.pretrain(PretrainConfig.from_dict({"model": {"hidden_size": 32}}), **common, out=tmp_path / "x")
 
 
 def test_mid_sft_and_refine_lower_the_validation_loss(toy, tmp_path):

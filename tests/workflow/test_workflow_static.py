@@ -160,6 +160,31 @@ def test_by_arch_pretrain_fields_reach_that_arch_s_corpus_alone(tmp_path):
     assert "by_arch" not in lact and "--data results/smoke/corpus/pretrain_lact.parquet" in proc.stdout
 
 
+def test_the_long_phase_continues_the_short_phase_s_model_on_its_own_documents(tmp_path):
+    """`pretrain_long.archs` (the smoke config's: lact) pretrain in two jobs, the second from the first's
+    checkpoint on documents of pretrain_long.max_length; the other archs' base model is one job, as before."""
+    proc = _with_override(tmp_path, {}, "all", "-p", "-F")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    smoke = yaml.safe_load(Path("config/smoke.yaml").read_text())
+    long = smoke["pretrain_long"]
+    assert long["archs"] == ["lact"]
+    runs = {}
+    for line in proc.stdout.splitlines():
+        if "--stage pretrain " in line:
+            argv = shlex.split(line.removeprefix("Shell command: ").split(" > ")[0])
+            runs[argv[argv.index("--out") + 1]] = argv
+    R = "results/smoke"
+    short, whole, longer = (f"{R}/models/{m}" for m in ("lact/base_short", "deltanet/base", "lact/base"))
+    assert sorted(runs) == sorted([short, whole, longer])
+    assert "--base" not in runs[short] and "--base" not in runs[whole]
+    argv = runs[longer]
+    assert argv[argv.index("--base") + 1] == short and argv[argv.index("--data") + 1] == f"{R}/corpus/pretrain_long_lact.parquet"
+    cfg = json.loads(argv[argv.index("--cfg") + 1])
+    assert cfg["max_length"] == long["max_length"] and cfg["steps"] == long["steps"] and not {"archs", "corpus", "model"} & set(cfg)
+    corpus = _corpus_cfgs(proc)["pretrain_long_lact.parquet"]
+    assert corpus == _corpus_cfgs(proc)["pretrain_lact.parquet"] | long["corpus"] | {"length": long["max_length"]}
+
+
 def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path):
     """Quotes, `;` and `$()` in config values: the printed commands, run with a stand-in `refine` that records
     its arguments, execute nothing else and hand the job the literal value."""
@@ -172,8 +197,8 @@ def test_hostile_config_values_reach_the_job_literally_and_run_nothing(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     shells = [line.removeprefix("Shell command: ") for line in proc.stdout.splitlines()]
     chosen = [s for s in shells if any(f"refine data {w} " in s for w in ("longbench", "qa"))]
-    chosen += [s for s in shells if "--stage pretrain --arch lact" in s]
-    assert len(chosen) == 4, chosen
+    chosen += [s for s in shells if "--stage pretrain --arch lact" in s]  # its short and long phases
+    assert len(chosen) == 5, chosen
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "refine").write_text(

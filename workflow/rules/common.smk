@@ -28,6 +28,7 @@ except ValueError as err:
 
 R = X.results_root(config["experiment"])
 ARCHS = config["archs"]
+LONG_ARCHS = workflow_config.long_pretrain_archs(config)  # base models pretrained in two phases
 LENGTHS = config["lengths"]
 SEED = config["seed"]
 MID_SEEDS = config["mid_seeds"]
@@ -235,11 +236,11 @@ def corpus_cfg():
     return cfg_json("corpus", **({"length": length} if length else {}))
 
 
-def pretrain_corpus_cfg(arch):
-    """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones); its documents fit the
-    pretraining rows (pretrain.max_length)."""
-    section = workflow_config.pretrain_corpus_section(config, arch)
-    return cfg_json(section, length=config["pretrain"]["max_length"])
+def pretrain_corpus_cfg(arch, long=False):
+    """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones; `long`: its long phase's,
+    pretrain_long.corpus over those); its documents fit the rows of the phase (pretrain[_long].max_length)."""
+    section = workflow_config.pretrain_corpus_section(config, arch, long)
+    return cfg_json(section, length=config["pretrain_long" if long else "pretrain"]["max_length"])
 
 
 def tokenizer_dir(arch):

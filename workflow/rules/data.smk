@@ -35,6 +35,16 @@ rule pretrain_corpus:
         "refine data corpus --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --out {output:q} > {log:q} 2>&1"
 
 
+use rule pretrain_corpus as pretrain_long_corpus with:
+    output:
+        f"{R}/corpus/pretrain_long_{{arch}}.parquet",
+    log:
+        f"{R}/logs/pretrain_long_corpus/{{arch}}.log",
+    params:
+        code=V.command_hash("data"),
+        cfg=lambda w: pretrain_corpus_cfg(w.arch, long=True),
+
+
 rule tokenizer_corpus:
     """Synthetic documents sized in words (no tokenizer exists yet): the tiny BPE's training text."""
     output:

@@ -3,16 +3,20 @@
 if config["base"]["source"] == "pretrain":
 
     rule base_model:
+        """Pretraining from scratch: the base model, or its short phase (`{phase}` base_short) when its arch has
+        a long one (pretrain_long.archs, rule base_model_long)."""
         input:
             tokenizer=f"{R}/tokenizer",
             corpus=f"{R}/corpus/pretrain_{{arch}}.parquet",
         output:
-            model=directory(model_dir("{arch}", X.BASE)),
-            metrics=X.metrics_path(R, "{arch}", X.BASE),
+            model=directory(model_dir("{arch}", "{phase}")),
+            metrics=X.metrics_path(R, "{arch}", "{phase}"),
         log:
-            f"{R}/logs/base_model/{{arch}}.log",
+            f"{R}/logs/base_model/{{arch}}_{{phase}}.log",
         benchmark:
-            f"{R}/benchmarks/base_model/{{arch}}.tsv"
+            f"{R}/benchmarks/base_model/{{arch}}_{{phase}}.tsv"
+        wildcard_constraints:
+            phase=f"{X.BASE}|{X.BASE_SHORT}",
         conda:
             "../envs/refine.yaml"
         threads: config["threads"]
@@ -20,14 +24,46 @@ if config["base"]["source"] == "pretrain":
             gpu=0,
         params:
             code=V.command_hash("train"),
-            cfg=lambda w: cfg_json(
-                "pretrain", model=config["base"]["tiny"].get(w.arch, {})
-            ),
+            cfg=lambda w: cfg_json("pretrain", model=config["base"]["tiny"].get(w.arch, {})),
             launcher=launcher,
             name=X.BASE,
-            state=X.state_dir(R, "{arch}", X.BASE),
+            state=X.state_dir(R, "{arch}", "{phase}"),
         shell:
             "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
+
+    if LONG_ARCHS:
+
+        ruleorder: base_model_long > base_model
+
+        rule base_model_long:
+            """The long phase of a length curriculum: the short phase's model continues on documents at the
+            evaluation length (pretrain_long)."""
+            input:
+                tokenizer=f"{R}/tokenizer",
+                corpus=f"{R}/corpus/pretrain_long_{{arch}}.parquet",
+                base=model_dir("{arch}", X.BASE_SHORT),
+            output:
+                model=directory(model_dir("{arch}", X.BASE)),
+                metrics=X.metrics_path(R, "{arch}", X.BASE),
+            log:
+                f"{R}/logs/base_model_long/{{arch}}.log",
+            benchmark:
+                f"{R}/benchmarks/base_model_long/{{arch}}.tsv"
+            wildcard_constraints:
+                arch="|".join(LONG_ARCHS),
+            conda:
+                "../envs/refine.yaml"
+            threads: config["threads"]
+            resources:
+                gpu=0,
+            params:
+                code=V.command_hash("train"),
+                cfg=cfg_json("pretrain_long", omit=("archs", "corpus")),
+                launcher=launcher,
+                name=X.BASE,
+                state=X.state_dir(R, "{arch}", X.BASE),
+            shell:
+                "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name} --base {input.base:q} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
 
 else:
 

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
               "out": _single(args, "out"), "state": args.state, "identity": run_id}  # fmt: skip
     try:
         if args.stage == "pretrain":
-            stages.pretrain(cfg, arch=args.arch, tokenizer=args.tokenizer, **common)
+            stages.pretrain(cfg, arch=args.arch, tokenizer=args.tokenizer, base=args.base, **common)
         elif args.stage == "mid":
             stages.mid(cfg, method=args.method, base=args.base, val_data=args.val_data, **common)
         else:
@@ -124,7 +124,7 @@ def add_parser(subparsers) -> None:
         help="mid: sft|refine|refine_<variant>; post: sft|nested_sft|nested_refine; ttt: sft|refine|refine_<variant>",
     )
     p.add_argument("--cfg", help="the stage's config: a JSON object or a YAML/JSON file (refine.train.config)")
-    p.add_argument("--base", help="input checkpoint directory (mid, post, ttt)")
+    p.add_argument("--base", help="input checkpoint directory (mid, post, ttt; pretrain: continue it)")
     p.add_argument("--tokenizer", help="tokenizer directory (pretrain)")
     p.add_argument("--val-data", help="held-out documents for mid-training validation")
     p.add_argument("--family", choices=["qa", "longbench"], help="evaluation family (ttt)")

@@ -71,6 +71,7 @@ def pretrain(
     arch: str,
     tokenizer,
     data,
+    base=None,
     out=None,
     metrics=None,
     state=None,
@@ -78,10 +79,11 @@ def pretrain(
     dist=None,
     identity=None,
 ):
-    """NTP from scratch (the tiny base models): one document per row (at most `max_length` tokens), loss on
+    """NTP on the tiny base models' documents: one document per row (at most `max_length` tokens), loss on
     every token of prose and on the answer of task documents, each document weighing the same (docs/design.md,
-    "Retrieval first"). `identity` (each stage): the run's `arch` and `refine.experiment.ModelId.fields`, for
-    the checkpoint and metrics."""
+    "Retrieval first"). From scratch, or from the checkpoint `base` (the long phase of a length curriculum,
+    `pretrain_long`; `cfg.model` must then be empty). `identity` (each stage): the run's `arch` and
+    `refine.experiment.ModelId.fields`, for the checkpoint and metrics."""
     from transformers import AutoModelForCausalLM
 
     from refine.models.tiny import tiny_config
@@ -89,12 +91,18 @@ def pretrain(
     dist = dist or init_distributed()
     tok = load_tokenizer(tokenizer)
     seed_everything(seed)
-    config = tiny_config(arch, len(tok), **cfg.model)
-    config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    if base is None:
+        config = tiny_config(arch, len(tok), **cfg.model)
+        config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+        model = AutoModelForCausalLM.from_config(config)
+    elif cfg.model:
+        raise ValueError(f"pretrain from {base}: the model is the checkpoint's, model overrides {cfg.model} do not apply")
+    else:
+        model = load_pretrained(base)[0]
     rows = encode_documents(data, tok, cfg.max_length)
     plan = BatchPlan.for_stage(len(rows), cfg, seed)
     t = _trainer(
-        AutoModelForCausalLM.from_config(config),
+        model,
         cfg,
         dist,
         seed,
@@ -103,7 +111,7 @@ def pretrain(
         metrics,
         state,
         run_fields(identity, None),
-        {"tokenizer": tokenizer, "data": data},
+        {"tokenizer": tokenizer, "data": data, "base": base},
     )
     t.fit(
         plan,
