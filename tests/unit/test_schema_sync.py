@@ -36,7 +36,8 @@ SECTIONS = {
     "evaluation": (GenerationConfig, {"max_prompt_length"}),  # each cell's length minus generated tokens
 }
 
-WORKFLOW_ONLY = {"pretrain_corpus": {"by_arch"}, "pretrain_long": {"archs", "corpus"}}  # keys the workflow resolves before a command sees the section
+# keys the workflow resolves before a command sees the section
+WORKFLOW_ONLY = {"pretrain_corpus": {"by_arch"}, "pretrain_long": {"archs", "corpus"}}
 
 
 def properties(node: dict) -> set[str]:

@@ -178,9 +178,11 @@ def test_the_long_phase_continues_the_short_phase_s_model_on_its_own_documents(t
     assert sorted(runs) == sorted([short, whole, longer])
     assert "--base" not in runs[short] and "--base" not in runs[whole]
     argv = runs[longer]
-    assert argv[argv.index("--base") + 1] == short and argv[argv.index("--data") + 1] == f"{R}/corpus/pretrain_long_lact.parquet"
+    assert argv[argv.index("--base") + 1] == short
+    assert argv[argv.index("--data") + 1] == f"{R}/corpus/pretrain_long_lact.parquet"
     cfg = json.loads(argv[argv.index("--cfg") + 1])
-    assert cfg["max_length"] == long["max_length"] and cfg["steps"] == long["steps"] and not {"archs", "corpus", "model"} & set(cfg)
+    assert cfg["max_length"] == long["max_length"] and cfg["steps"] == long["steps"]
+    assert not {"archs", "corpus", "model"} & set(cfg)
     corpus = _corpus_cfgs(proc)["pretrain_long_lact.parquet"]
     assert corpus == _corpus_cfgs(proc)["pretrain_lact.parquet"] | long["corpus"] | {"length": long["max_length"]}
 

@@ -96,7 +96,9 @@ def pretrain(
         config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
         model = AutoModelForCausalLM.from_config(config)
     elif cfg.model:
-        raise ValueError(f"pretrain from {base}: the model is the checkpoint's, model overrides {cfg.model} do not apply")
+        raise ValueError(
+            f"pretrain from {base}: the model is the checkpoint's; model overrides {cfg.model} do not apply"
+        )
     else:
         model = load_pretrained(base)[0]
     rows = encode_documents(data, tok, cfg.max_length)
