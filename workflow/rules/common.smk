@@ -28,7 +28,8 @@ except ValueError as err:
 
 R = X.results_root(config["experiment"])
 ARCHS = config["archs"]
-LONG_ARCHS = workflow_config.long_pretrain_archs(config)  # base models pretrained in two phases
+# base models pretrained in two phases (pretrain_long)
+LONG_ARCHS = workflow_config.long_pretrain_archs(config)
 LENGTHS = config["lengths"]
 SEED = config["seed"]
 MID_SEEDS = config["mid_seeds"]
@@ -237,10 +238,12 @@ def corpus_cfg():
 
 
 def pretrain_corpus_cfg(arch, long=False):
-    """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones; `long`: its long phase's,
-    pretrain_long.corpus over those); its documents fit the rows of the phase (pretrain[_long].max_length)."""
+    """The pretrain_corpus fields of an arch (its `by_arch` entry over the shared ones;
+    `long`: its long phase's, pretrain_long.corpus over those); its documents fit the
+    phase's rows (pretrain.max_length or pretrain_long.max_length)."""
     section = workflow_config.pretrain_corpus_section(config, arch, long)
-    return cfg_json(section, length=config["pretrain_long" if long else "pretrain"]["max_length"])
+    rows = config["pretrain_long" if long else "pretrain"]["max_length"]
+    return cfg_json(section, length=rows)
 
 
 def tokenizer_dir(arch):

@@ -24,7 +24,9 @@ if config["base"]["source"] == "pretrain":
             gpu=0,
         params:
             code=V.command_hash("train"),
-            cfg=lambda w: cfg_json("pretrain", model=config["base"]["tiny"].get(w.arch, {})),
+            cfg=lambda w: cfg_json(
+                "pretrain", model=config["base"]["tiny"].get(w.arch, {})
+            ),
             launcher=launcher,
             name=X.BASE,
             state=X.state_dir(R, "{arch}", "{phase}"),
