@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from refine.config import from_dict, load_cfg
-from refine.workflow_config import check_workflow_config, pretrain_corpus_section
+from refine.workflow_config import check_workflow_config, long_pretrain_archs, pretrain_corpus_section
 
 
 @dataclasses.dataclass
@@ -71,11 +71,17 @@ def test_workflow_cross_key_rules_name_the_key():
         check_workflow_config(_workflow(pretrain_long=long | {"corpus": {"min_length": 600}}))
     with pytest.raises(ValueError, match=r"pretrain_long\.micro_batch_size: 4 sequences exceed pretrain_long\.batch"):
         check_workflow_config(_workflow(pretrain_long=long | {"micro_batch_size": 4}))
-    with pytest.raises(ValueError, match=r"pretrain_long\.archs: \['lact'\] not in archs \['deltanet'\]"):
-        check_workflow_config(_workflow(pretrain_long=long, archs=["deltanet"]))
+    check_workflow_config(_workflow(pretrain_long=long, archs=["deltanet"]))  # no long phase to run: no error
     check_workflow_config(_workflow(ablations={"seeds": [0, 2]}))
     with pytest.raises(ValueError, match=r"ablations\.seeds: \[3\] not in mid_seeds \[0, 1, 2\]"):
         check_workflow_config(_workflow(ablations={"seeds": [0, 3]}))
+
+
+def test_the_long_phase_goes_to_the_configured_archs_that_run():
+    cfg = {"archs": ["deltanet", "lact"], "base": {"source": "pretrain"}, "pretrain_long": {"archs": ["lact"]}}
+    assert long_pretrain_archs(cfg) == ["lact"]
+    assert long_pretrain_archs(cfg | {"archs": ["deltanet"]}) == []  # e.g. the smoke DAG's DeltaNet half
+    assert long_pretrain_archs(cfg | {"base": {"source": "hub"}}) == []  # the paper's checkpoints are downloaded
 
 
 def test_an_arch_pretrains_on_its_by_arch_fields_over_the_shared_ones():
