@@ -25,16 +25,16 @@ def check_workflow_config(config: dict[str, Any]) -> None:
             f"corpus.length: {corpus['length']}-token documents exceed mid.max_length ({mid_length}); mid-training "
             "would cut their ends, where the synthetic documents' answers are"
         )
-    for long, rows in ((False, "pretrain.max_length"), (True, "pretrain_long.max_length")):
-        pre_length = (config["pretrain_long"] if long else config["pretrain"]).get("max_length")
+    for phase in ("pretrain", "pretrain_long"):
+        long, pre_length = phase == "pretrain_long", config[phase].get("max_length")
         for arch in [None, *config["pretrain_corpus"].get("by_arch", {})]:
             pre_min = pretrain_corpus_section(config, arch, long).get("min_length")
             if pre_min and pre_length and pre_min > pre_length:
                 key = f"pretrain_corpus.by_arch.{arch}" if arch else "pretrain_corpus"
                 key = f"pretrain_long.corpus (over {key})" if long else key
                 raise ValueError(
-                    f"{key}.min_length: {pre_min} tokens exceed {rows} ({pre_length}), the length of the "
-                    "pretraining documents"
+                    f"{key}.min_length: {pre_min} tokens exceed {phase}.max_length ({pre_length}), the length of "
+                    "the pretraining documents"
                 )
     _check_batches("ttt", config["ttt"], config["evaluation"].get("batch_size"), "evaluation.batch_size")
     stray = sorted(set(config["ablations"].get("seeds") or []) - set(config["mid_seeds"]))
