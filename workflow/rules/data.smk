@@ -41,7 +41,6 @@ use rule pretrain_corpus as pretrain_long_corpus with:
     log:
         f"{R}/logs/pretrain_long_corpus/{{arch}}.log",
     params:
-        code=V.command_hash("data"),
         cfg=lambda w: pretrain_corpus_cfg(w.arch, long=True),
 
 

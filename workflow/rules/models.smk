@@ -30,16 +30,17 @@ if config["base"]["source"] == "pretrain":
             launcher=launcher,
             name=X.BASE,
             state=X.state_dir(R, "{arch}", "{phase}"),
+            base="",  # from scratch (base_model_long: the checkpoint it continues)
         shell:
-            "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
+            "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name}{params.base} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
 
     if LONG_ARCHS:
 
         ruleorder: base_model_long > base_model
 
-        rule base_model_long:
-            """The long phase of a length curriculum: the short phase's model continues on documents at the
-            evaluation length (pretrain_long)."""
+        # The long phase of a length curriculum: the short phase's model continues on documents at the evaluation
+        # length (pretrain_long); base_model's command with another corpus, config and starting checkpoint.
+        use rule base_model as base_model_long with:
             input:
                 tokenizer=f"{R}/tokenizer",
                 corpus=f"{R}/corpus/pretrain_long_{{arch}}.parquet",
@@ -53,19 +54,10 @@ if config["base"]["source"] == "pretrain":
                 f"{R}/benchmarks/base_model_long/{{arch}}.tsv"
             wildcard_constraints:
                 arch="|".join(LONG_ARCHS),
-            conda:
-                "../envs/refine.yaml"
-            threads: config["threads"]
-            resources:
-                gpu=0,
             params:
-                code=V.command_hash("train"),
                 cfg=cfg_json("pretrain_long", omit=("archs", "corpus")),
-                launcher=launcher,
-                name=X.BASE,
                 state=X.state_dir(R, "{arch}", X.BASE),
-            shell:
-                "{params.launcher} train --stage pretrain --arch {wildcards.arch} --model-name {params.name} --base {input.base:q} --cfg {params.cfg:q} --tokenizer {input.tokenizer:q} --data {input.corpus:q} --out {output.model:q} --metrics {output.metrics:q} --state {params.state:q} > {log:q} 2>&1"
+                base=lambda w, input: f" --base {shlex.quote(input.base)}",
 
 else:
 
