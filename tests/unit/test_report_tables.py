@@ -158,3 +158,27 @@ def test_ablation_niah_average_runs_over_the_evaluated_tasks():
     two = build_all(records_frame(rows), ablation_family="niah", niah_tasks=evaluated)["table6"]
     assert two.mean.loc["deltanet"].to_numpy().tolist() == [[20.0, 20.0]]
     assert build_all(records_frame(rows), ablation_family="niah")["table6"].mean.loc["deltanet"].isna().to_numpy().all()
+
+
+def test_ablation_tables_compare_every_column_at_the_ablation_seeds():
+    """REFINE at seeds 0-2 (30, 20, 20), the binary-reward variant at seed 0 alone (25): with the ablation seeds
+    (0,) both Table 6 columns hold seed 0 (30 vs 25); without, REFINE's column is its 3-seed mean (23.3), which
+    a variant run at one seed would be compared with across seeds."""
+    cols = {c.label: c for c in specs(ablation_family="qa")["table6"].cols}
+    rows = [
+        record("lact", {**cols["R^φ (cos)"].where, "task_key": key, "length_label": label}, seed, score)
+        for seed, score in ((0, 30.0), (1, 20.0), (2, 20.0))
+        for key in ("squad", "hotpot")
+        for label in cols["R^φ (cos)"].where["length_label"]
+    ] + [
+        record("lact", {**cols["R^binary"].where, "task_key": key, "length_label": label}, 0, 25.0)
+        for key in ("squad", "hotpot")
+        for label in cols["R^binary"].where["length_label"]
+    ]
+    paired = build_all(records_frame(rows), ablation_family="qa", ablation_seeds=(0,))["table6"]
+    assert paired.mean.loc["lact"].to_numpy().tolist() == [[25.0, 30.0]]
+    assert paired.n.loc["lact"].to_numpy().tolist() == [[1.0, 1.0]]
+    assert "every column at seed 0 (ablations.seeds)" in paired.spec.notes[0]
+    every = build_all(records_frame(rows), ablation_family="qa")["table6"]
+    assert every.mean.loc["lact"].to_numpy()[0].tolist() == pytest.approx([25.0, 70.0 / 3])
+    assert build_all(records_frame(rows), ablation_family="qa", ablation_seeds=(0,))["table3"].n.max().max() == 0

@@ -31,6 +31,7 @@ FIGURES = [
 REPORT_ARGS = shlex.join(
     ["--records", f"{R}/evals", "--metrics", f"{R}/train"]
     + ["--ablation-family", config["ablations"]["family"], "--niah-tasks", *NIAH_TASKS]
+    + ["--ablation-seeds", *map(str, ABLATION_SEEDS)]
     + ([] if longbench_available() else ["--not-configured", "longbench"])
     + [
         arg

@@ -26,7 +26,7 @@ def _inputs(args):
     metrics = load_metrics(args.metrics)
     niah = json.loads(args.niah_map) if args.niah_map else NIAH_FAMILIES
     log.info("%d records, %d metric lines", len(records), len(metrics))
-    tables = build_all(records, niah, args.ablation_family, tuple(args.niah_tasks))
+    tables = build_all(records, niah, args.ablation_family, tuple(args.niah_tasks), tuple(args.ablation_seeds))
     for table in tables.values():  # a family the config leaves out: its tables say so instead of "not run"
         families = {c.where.get("family") for c in table.spec.cols}
         if families <= set(args.not_configured):
@@ -175,6 +175,14 @@ def add_parser(subparsers) -> None:
             nargs="+",
             default=[],
             help="NIAH tasks evaluated (niah.tasks): the ablation tables' NIAH average runs over them (default: all)",
+        )
+        p.add_argument(
+            "--ablation-seeds",
+            nargs="+",
+            type=int,
+            default=[],
+            help="seeds the ablation variants ran at (ablations.seeds): the ablation tables compare every column, "
+            "REFINE's too, at them alone (default: every seed)",
         )
         if name == "build":
             p.add_argument(
