@@ -157,6 +157,7 @@ def test_ablation_niah_average_runs_over_the_evaluated_tasks():
     ]
     two = build_all(records_frame(rows), ablation_family="niah", niah_tasks=evaluated)["table6"]
     assert two.mean.loc["deltanet"].to_numpy().tolist() == [[20.0, 20.0]]
+    assert two.spec.unit == "NIAH average (2 families x 3 lengths) (%)" and "(2 families" in two.spec.notes[0]
     assert build_all(records_frame(rows), ablation_family="niah")["table6"].mean.loc["deltanet"].isna().to_numpy().all()
 
 

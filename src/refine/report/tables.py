@@ -256,7 +256,7 @@ MID_ROWS = (Row(("base",), _mid(None)), Row(("+ SFT MidTr",), _mid("sft")), Row(
 FAMILY_AVERAGES = {
     "longbench": "LongBench 12-task average",
     "qa": "RULER QA average (2 tasks x 3 lengths)",
-    "niah": "NIAH average (4 families x 3 lengths)",
+    "niah": "NIAH average ({} families x 3 lengths)",  # the families evaluated (niah_tasks)
     "short": "short-context accuracy average",
 }
 
@@ -312,10 +312,11 @@ def specs(
     REFINE's own too, over ``ablation_seeds``, the seeds the variants ran at (empty: every seed), so a variant
     meets REFINE on the same seeds and data order."""
     fam = family_units(ablation_family, {k: t for k, t in niah.items() if t in (niah_tasks or niah.values())})
-    unit = f"{FAMILY_AVERAGES[ablation_family]} (%)"
+    average = FAMILY_AVERAGES[ablation_family].format(len(fam.get("task", ())))
+    unit = f"{average} (%)"
     seeds = tuple(ablation_seeds)
     fam_note = (
-        f"Cells: {FAMILY_AVERAGES[ablation_family]}, over "
+        f"Cells: {average}, over "
         + " x ".join(f"{k} ({', '.join(v)})" for k, v in fam.items() if isinstance(v, tuple))
         + (f"; every column at seed {', '.join(map(str, seeds))} (ablations.seeds), REFINE's own too" if seeds else "")
         + ".",
