@@ -183,3 +183,10 @@ def test_ablation_tables_compare_every_column_at_the_ablation_seeds():
     every = build_all(records_frame(rows), ablation_family="qa")["table6"]
     assert every.mean.loc["lact"].to_numpy()[0].tolist() == pytest.approx([25.0, 70.0 / 3])
     assert build_all(records_frame(rows), ablation_family="qa", ablation_seeds=(0,))["table3"].n.max().max() == 0
+
+
+def test_huge_values_render_in_exponent_form():
+    """A perplexity of 6.9e9 (a model that misses every multi-token answer) and its interval stay readable."""
+    assert render._cell(6864138835.6, 1766194772.9, False, "md") == "6.9e+09 ± 1.8e+09"
+    assert render._cell(690.5, 20.8, True, "md") == "**690.5** ± 20.8"
+    assert render._num(-2.5e7, signed=True) == "-2.5e+07" and render._num(float("nan")) == "n/a"

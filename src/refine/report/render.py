@@ -17,7 +17,12 @@ from .tables import Table, best_mask, pipeline_only_reason
 
 
 def _num(x: float, signed: bool = False) -> str:
-    return "n/a" if math.isnan(x) else f"{round(x, 1) + 0.0:+.1f}" if signed else f"{x:.1f}"
+    """One decimal; a million and more (the perplexity of a model that misses every answer) as ``6.9e+09``."""
+    if math.isnan(x):
+        return "n/a"
+    if abs(x) >= 1e6:
+        return f"{x:+.1e}" if signed else f"{x:.1e}"
+    return f"{round(x, 1) + 0.0:+.1f}" if signed else f"{x:.1f}"
 
 
 _BOLD = {"md": "**{}**", "tex": r"\textbf{{{}}}"}
@@ -33,7 +38,7 @@ def _cell(mean: float, half: float, bold: bool, style: str, signed: bool = False
     if bold:
         text = _BOLD[style].format(text)
     if not math.isnan(half) and not math.isnan(mean):
-        text += (r" $\pm$ " if style == "tex" else " ± ") + f"{half:.1f}"
+        text += (r" $\pm$ " if style == "tex" else " ± ") + _num(half)
     return text
 
 
@@ -170,7 +175,7 @@ def _cell_view(table: Table, i: int, j: int, deltas: bool, best: np.ndarray, pap
     delta = mean - paper
     return {
         "ours": None if math.isnan(mean) else _num(mean),
-        "half": None if math.isnan(half) else f"{half:.1f}",
+        "half": None if math.isnan(half) else _num(half),
         "n": int(table.n.iat[i, j]),
         "samples": int(table.samples.iat[i, j]),
         "best": bool(best[i, j]),
