@@ -5,7 +5,8 @@
 (b) the sbatch command snakemake-executor-plugin-slurm 2.8.0 builds from the profile's resources asks for the
     right GPUs, CPUs, memory and time (internal plugin functions, hence the pinned version);
 (c) `-m slurm`: on a real local SLURM (tests/slurm/start_local_slurm.sh) a 2-"GPU" rule submitted through the
-    executor plugin with the slurm-ci profile starts a torchrun world of 2 (gloo on CPU) and trains one step.
+    executor plugin with the slurm-ci profile starts a torchrun world of 2 (gloo on CPU) and trains one step, and
+    the script's `restart` (CI's first step) ends the jobs an earlier run left.
 """
 
 from __future__ import annotations
@@ -418,3 +419,26 @@ def test_local_slurm_torchrun_world_of_two(tmp_path, local_slurm):
     assert "TresPerJob=gres:gpu:2" in show.stdout, show.stdout
     assert "CpusPerTres=gres:gpu:1" in show.stdout, show.stdout  # cpus_per_gpu, as in the paper profile
     assert "Partition=debug" in show.stdout
+
+
+def _run(*cmd: str, timeout: int = 30) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout).stdout
+
+
+@pytest.mark.slurm
+def test_restart_ends_the_jobs_of_an_earlier_run(local_slurm):
+    """`start_local_slurm.sh restart` (CI's first step) leaves an empty queue, an idle node and no process of a job
+    that was running: a leftover job can neither hold the fake GPUs nor take the CPU from the tests."""
+    if os.geteuid() != 0:
+        pytest.skip("the restart runs the daemons as root")
+    marker = f"sleep {600 + os.getpid() % 97}"  # a command line no other process has
+    job = _run("sbatch", "--parsable", "-p", "debug", "--wrap", marker).strip().split(";")[0]
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, f"job {job} did not start{queue_state()}"
+        time.sleep(0.5)
+    _run("bash", str(REPO / "tests" / "slurm" / "start_local_slurm.sh"), "restart", timeout=300)
+    assert _run("squeue", "-h", "-o", "%i").split() == [], queue_state()
+    assert _run("sinfo", "-h", "-p", "debug", "-o", "%T").strip().startswith("idle"), queue_state()
+    leftover = subprocess.run(["pgrep", "-af", marker], check=False, capture_output=True, text=True).stdout
+    assert not leftover, f"processes of job {job} survived the restart: {leftover}"
