@@ -432,7 +432,7 @@ def test_restart_ends_the_jobs_of_an_earlier_run(local_slurm):
     if os.geteuid() != 0:
         pytest.skip("the restart runs the daemons as root")
     marker = f"sleep {600 + os.getpid() % 97}"  # a command line no other process has
-    job = _run("sbatch", "--parsable", "-p", "debug", "--wrap", marker).strip().split(";")[0]
+    job = _run("sbatch", "--parsable", "-p", "debug", "-o", "/dev/null", "--wrap", marker).strip().split(";")[0]
     deadline = time.monotonic() + 60
     while subprocess.run(["pgrep", "-f", marker], check=False, capture_output=True).returncode != 0:
         assert time.monotonic() < deadline, f"job {job} did not start{queue_state()}"
