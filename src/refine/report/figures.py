@@ -20,7 +20,7 @@ from refine.atomic import atomic_path
 from .claims import cell
 from .published import figure_notes
 from .records import ARCH_NAMES, ARCHS
-from .stats import compare
+from .stats import CI_RULE, compare
 from .tables import Table
 
 # Okabe-Ito (colour-blind safe)
@@ -199,7 +199,7 @@ def ablation_kc(table: Table) -> plt.Figure:
         ax.set(xlabel=name, xticks=x, ylabel=table.spec.unit, title=f"{group} ablation (mid-training)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8)
-    fig.suptitle("Fig. 5: rollout length and number of chunks (ours: mean, 95% CI over seeds)")
+    fig.suptitle(f"Fig. 5: rollout length and number of chunks (ours: mean, {CI_RULE})")
     return fig
 
 
@@ -275,7 +275,7 @@ def summary(tables: dict[str, Table]) -> plt.Figure:
         ax.axvline(0, color="0.5", linewidth=0.8)
         pipeline = e["pipeline_only"].to_numpy(bool)
         for rows, color, label in (
-            (~pipeline, COLORS["refine"], "ours (mean, 95% CI over seeds)"),
+            (~pipeline, COLORS["refine"], f"ours (mean, {CI_RULE})"),
             (pipeline, "0.6", None),
         ):
             ax.errorbar(
@@ -313,11 +313,11 @@ def captions() -> dict[str, str]:
         "figE3_reward": "Mean (top) and standard deviation (bottom) of the cosine reward of REFINE's rollouts per "
         "step, one line style per mid-training variant. Look for a stable mean and the ordering across rollout "
         f"lengths k. Paper: {notes['figE3']}.",
-        "fig5_k_c": "Family average against rollout length k (left) and chunks c (right): ours (solid, 95% CI "
-        "over seeds) beside the paper's points (dotted, hollow diamonds). Look for k=5 being best and the score "
+        "fig5_k_c": "Family average against rollout length k (left) and chunks c (right): ours (solid, "
+        f"{CI_RULE}) beside the paper's points (dotted, hollow diamonds). Look for k=5 being best and the score "
         "rising with c. Without ablation records only the paper's points are drawn.",
         "summary_refine_minus_sft": "REFINE minus SFT per training stage and evaluation family (points of score): "
-        "ours (filled circles, 95% CI over seeds) beside the paper (hollow diamonds). Look for ours on the "
+        f"ours (filled circles, {CI_RULE}) beside the paper (hollow diamonds). Look for ours on the "
         "paper's side of zero; 'not run' marks comparisons without records, 'pipeline test only' (grey) the families "
         "that cannot measure the method at this scale (config report.pipeline_only).",
     }

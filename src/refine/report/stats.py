@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+#: how a figure names these intervals (a table footnote: `refine.report.render`)
+CI_RULE = "95% CI over seeds; one seed: from its test examples"
+
 _T975 = (
     12.706,
     4.303,
