@@ -108,6 +108,9 @@ def test_figures_claims_and_report_exist(smoke_run):
     assert set(claims["status"]) <= set(VERDICTS) and claims["why"].notna().all()
     lb = claims.filter(regex=r"^(6\.longbench|5\.ttt_refine_gt_sft\.LongBench)", axis=0)
     assert len(lb) == 4 and lb["status"].isin(["NOT MEASURABLE", "NOT RUN"]).all()  # smoke: report.pipeline_only
+    forgetting = claims.filter(like="8.no_forgetting", axis=0)  # offline: decided on Table E.1's stand-ins
+    assert len(forgetting) == 2 and (forgetting["status"] != "NOT RUN").all()
+    assert forgetting["detail"].str.endswith("offline stand-ins").all()
     assert (claims.loc[claims.status == "PASS", "ci95_lo"] > -FORGETTING_TOLERANCE - 1e-6).all()
     assert (claims.loc[claims.status == "FAIL", "ci95_hi"] < 0).all()
     t3 = pd.read_csv(out / "tables" / "table3.csv")

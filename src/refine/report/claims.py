@@ -26,7 +26,7 @@ from itertools import pairwise
 import pandas as pd
 
 from .published import figure_notes
-from .records import ARCH_NAMES, QA_TASKS, SHORT_TASKS
+from .records import ARCH_NAMES, OFFLINE_ACCURACY, QA_TASKS, SHORT_TASKS
 from .stats import Effect, Units, as_cell, compare
 from .tables import Table, family_names
 
@@ -182,6 +182,22 @@ def not_worse(a: Source, b: Source, tolerance: float):
             sides=(va["value"], vb["value"]),
             pipeline_only=_reason(tables, (a, b)),
         )
+
+    return evaluate
+
+
+def no_forgetting(arch: str):
+    """Claim 8 on Table E.1's accuracy average: the paper's tasks, or the offline stand-ins when REFINE or the base
+    model lacks the paper's (an offline run)."""
+
+    def sides(col: tuple[str, str]) -> tuple[Cells, Cells]:
+        return tuple(cell("tableE1", (arch, row), col) for row in ("+ REFINE MidTr", "base"))
+
+    def evaluate(tables: Tables) -> Outcome:
+        offline = not all(len(side(tables)) for side in sides(("Accuracy", "Avg")))
+        check = not_worse(*sides(("Offline", "acc Avg") if offline else ("Accuracy", "Avg")), FORGETTING_TOLERANCE)
+        outcome = check(tables)
+        return replace(outcome, detail=outcome.detail + "; offline stand-ins") if offline else outcome
 
     return evaluate
 
@@ -363,11 +379,9 @@ def table_claims(archs: tuple[str, ...]) -> list[Claim]:
             Claim(
                 f"8.no_forgetting.{arch}",
                 f"{A}: REFINE mid-training keeps the short-context average within "
-                f"{FORGETTING_TOLERANCE} points of the base model (Table E.1; {len(SHORT_TASKS)} acc tasks)",
-                not_worse(
-                    *(cell("tableE1", (arch, r), ("Accuracy", "Avg")) for r in ("+ REFINE MidTr", "base")),
-                    FORGETTING_TOLERANCE,
-                ),
+                f"{FORGETTING_TOLERANCE} points of the base model (Table E.1; {len(SHORT_TASKS)} acc tasks, "
+                f"offline their {len(OFFLINE_ACCURACY)} stand-ins)",
+                no_forgetting(arch),
             ),
         ]
     return claims
