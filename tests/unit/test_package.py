@@ -1,5 +1,6 @@
 """The package imports without CUDA and without fla; the CLI lists its commands; `refine env` reports."""
 
+import argparse
 import subprocess
 import sys
 
@@ -42,6 +43,23 @@ def test_cli_help_lists_command_groups():
     help_text = build_parser().format_help()
     for group in COMMAND_GROUPS:
         assert group in help_text
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every parser below it (command groups, subcommands)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_help_page_renders():
+    """`refine <group> [<subcommand>] --help` formats (a bare % in a help string breaks argparse's)."""
+    from refine.cli import build_parser
+
+    pages = [p.format_help() for p in _parsers(build_parser())]
+    assert len(pages) > 10 and all(p.startswith("usage: refine") for p in pages)
 
 
 def test_refine_env_prints_versions_and_status(capsys):

@@ -142,7 +142,7 @@ def add_parser(subparsers) -> None:
     for name, func, help_ in (
         ("tables", tables, "tables 3-7, E.1, E.2, Fig. 5 data (csv/md/tex + vs paper)"),
         ("figures", figures, "Fig. 4, E.1, E.3, 5 and the REFINE-SFT summary (png/pdf)"),
-        ("claims", claims, "spec section 9 claims: verdicts with 95% intervals (csv/md)"),
+        ("claims", claims, "spec section 9 claims: verdicts with 95%% intervals (csv/md)"),
         ("build", build, "all of the above plus report.md and a self-contained report.html"),
     ):
         p = sub.add_parser(name, help=help_)
