@@ -175,6 +175,42 @@ def test_intervals_cover_at_their_nominal_rate():
     assert cell_half(pd.DataFrame({"value": [25.0], "var": [4.0]}, index=[0])) == pytest.approx(2 * Z975)
 
 
+def test_seeds_against_one_model_pair_by_example():
+    """Five seeds against the one base model they start from, all scored on the same 64 prompts (a prompt's
+    difficulty shared by every model, a seed effect on top): the interval adds the per-example differences'
+    sampling variance to the seeds' spread, covers at its nominal rate, and is narrower than adding the base
+    model's own sampling variance."""
+    seeds = pd.Index(range(5))
+    gen = np.random.default_rng(0)
+    u, x = gen.random(10**6), gen.normal(0, math.hypot(0.05, 0.2), 10**6)
+    truth = 100 * (np.mean(u + x < 0.5) - np.mean(u + gen.normal(0, 0.2, 10**6) < 0.4))
+
+    def cell(hits: np.ndarray, index) -> pd.DataFrame:  # hits [seeds, N]
+        points = [pd.Series(100.0 * h) for h in hits]
+        return pd.DataFrame(
+            {
+                "value": [p.mean() for p in points],
+                "var": [p.var() / N for p in points],
+                "examples": [{(): (1.0, p)} for p in points],
+            },
+            index=index,
+        )
+
+    def draw(gen, examples=True):
+        u = gen.random(N)
+        shift = gen.normal(0, 0.05, (len(seeds), 1))
+        many = cell(u + shift + gen.normal(0, 0.2, (len(seeds), N)) < 0.5, seeds)
+        one = cell((u + gen.normal(0, 0.2, N) < 0.4)[None], pd.Index([0]))
+        return compare(many, one if examples else one.assign(examples=None))
+
+    effect = draw(np.random.default_rng(1))
+    assert effect.interval == "t over 5 seeds vs one model, paired by example" and effect.n == 5
+    assert 0.92 <= _coverage(draw, truth) <= 0.99
+    narrower = [draw(np.random.default_rng(r)).half < draw(np.random.default_rng(r), False).half for r in range(50)]
+    assert np.mean(narrower) > 0.9
+    assert draw(np.random.default_rng(1), False).interval == "t over 5 seeds vs one model"
+
+
 def test_pipeline_only_family_through_the_report_command(tmp_path):
     """`refine report {tables,claims,build} --pipeline-only longbench`: the LongBench tables, claims and page say
     so (the page from the claims made, without figures)."""

@@ -12,6 +12,8 @@ variance of each value. Two sources of uncertainty, two intervals:
   distribution, not whether their training methods do. A difference is paired by example when both sides
   scored the same examples (the variance of the per-example differences); otherwise the two sides' variances
   add (independent samples: conservative, since two models' scores on the same prompts correlate positively).
+* seeds against one model (e.g. the base model they all start from): both, their half-widths added in
+  quadrature (``compare``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,21 @@ def paired_var(a: Units | None, b: Units | None) -> float:
     return var
 
 
+def seed_mean(examples: pd.Series | None) -> Units | None:
+    """The examples of the mean over seeds of one cell (``Units`` per seed; None unless every seed has the same
+    units, weights and example indices)."""
+    if examples is None or not len(examples) or not all(isinstance(e, dict) for e in examples):
+        return None
+    first = examples.iloc[0]
+    out = {}
+    for unit, (weight, scores) in first.items():
+        same = [e.get(unit) for e in examples]
+        if any(u is None or not math.isclose(u[0], weight) or set(u[1].index) != set(scores.index) for u in same):
+            return None
+        out[unit] = (weight, sum(u[1].reindex(scores.index) for u in same) / len(same))
+    return out if all(e.keys() == first.keys() for e in examples) else None
+
+
 def as_cell(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
     """Per-seed ``value``, sampling ``var`` (NaN: unknown) and ``examples`` (``Units`` or None) of a cell; a Series
     is values of unknown variance."""
@@ -160,8 +177,10 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
 
     * the same >= 2 seeds on both sides: t-interval of the per-seed differences (paired by seed);
     * one side a single model (e.g. the base model every seed starts from), the other >= 2 seeds: that
-      model's value is subtracted from every seed, its sampling variance (when known) added to the
-      t-interval's (scaled by t: conservative);
+      model's value is subtracted from every seed; the half-widths of two independent parts add in quadrature:
+      the t-interval of those per-seed differences (seed-to-seed variation) and the sampling interval of the
+      test examples all of them share: of the per-example differences between the seeds' mean and that model
+      where both scored the same examples (``seed_mean``, ``paired_var``), else of that model's own score;
     * one seed on each side: the sampling interval of the difference, paired by example where both sides
       scored the same examples (``paired_var``);
     * otherwise (different seed sets): Welch's interval, unpaired.
@@ -182,10 +201,15 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
     if min(len(a), len(b)) == 1:
         many, one, sign = (a, b, 1) if len(b) == 1 else (b, a, -1)
         d = sign * (many["value"] - one["value"].iloc[0])
-        extra = one["var"].iloc[0]
-        sd = d.std(ddof=1) / math.sqrt(len(d))
-        half = t975(len(d) - 1) * math.sqrt(sd**2 + (0 if math.isnan(extra) else extra))
-        return Effect(d.mean(), half, base, len(d), f"t over {len(d)} seeds vs one model")
+        how = f"t over {len(d)} seeds vs one model"
+        extra = paired_var(seed_mean(many.get("examples")), one["examples"].iloc[0] if "examples" in one else None)
+        if math.isnan(extra):
+            extra = one["var"].iloc[0]
+        else:
+            how += ", paired by example"
+        seed_half = half_width(d)
+        half = math.sqrt(seed_half**2 + (0 if math.isnan(extra) else Z975**2 * extra))
+        return Effect(d.mean(), half, base, len(d), how)
     va, vb = a["value"].var(ddof=1) / len(a), b["value"].var(ddof=1) / len(b)
     half = math.nan
     if va + vb > 0:
