@@ -106,30 +106,30 @@ def paired_var(a: Units | None, b: Units | None) -> float:
     return var
 
 
-def seed_mean(examples: pd.Series | None) -> Units | None:
+def seed_mean(examples: pd.Series) -> Units | None:
     """The examples of the mean over seeds of one cell (``Units`` per seed; None unless every seed has the same
     units, weights and example indices)."""
-    if examples is None or not len(examples) or not all(isinstance(e, dict) for e in examples):
+    if not len(examples) or not all(isinstance(e, dict) for e in examples):
         return None
     first = examples.iloc[0]
+    if any(e.keys() != first.keys() for e in examples):
+        return None
     out = {}
     for unit, (weight, scores) in first.items():
-        same = [e.get(unit) for e in examples]
-        if any(u is None or not math.isclose(u[0], weight) or set(u[1].index) != set(scores.index) for u in same):
+        same = [e[unit] for e in examples]
+        if any(not math.isclose(w, weight) or set(s.index) != set(scores.index) for w, s in same):
             return None
-        out[unit] = (weight, sum(u[1].reindex(scores.index) for u in same) / len(same))
-    return out if all(e.keys() == first.keys() for e in examples) else None
+        out[unit] = (weight, sum(s.reindex(scores.index) for _, s in same) / len(same))
+    return out
 
 
 def as_cell(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
     """Per-seed ``value``, sampling ``var`` (NaN: unknown) and ``examples`` (``Units`` or None) of a cell; a Series
-    is values of unknown variance."""
-    if isinstance(values, pd.DataFrame):
-        return values.dropna(subset=["value"])
-    frame = pd.DataFrame({"value": values, "var": math.nan})
-    return frame.assign(examples=pd.Series([None] * len(frame), index=frame.index, dtype=object)).dropna(
-        subset=["value"]
-    )
+    is values of unknown variance, a frame without ``examples`` one without them."""
+    frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame({"value": values, "var": math.nan})
+    if "examples" not in frame:
+        frame = frame.assign(examples=pd.Series([None] * len(frame), index=frame.index, dtype=object))
+    return frame.dropna(subset=["value"])
 
 
 def cell_half(cell: pd.Series | pd.DataFrame) -> float:
@@ -191,7 +191,7 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
     base = b["value"].mean()
     if len(a) == len(b) == 1:
         diff = a["value"].iloc[0] - b["value"].iloc[0]
-        var = paired_var(*(x["examples"].iloc[0] if "examples" in x else None for x in (a, b)))
+        var = paired_var(a["examples"].iloc[0], b["examples"].iloc[0])
         if not math.isnan(var):
             return Effect(diff, Z975 * math.sqrt(var), base, 1, "samples paired by example, 1 seed")
         return Effect(diff, Z975 * math.sqrt(a["var"].iloc[0] + b["var"].iloc[0]), base, 1, "samples, 1 seed")
@@ -202,7 +202,7 @@ def compare(a: pd.Series | pd.DataFrame, b: pd.Series | pd.DataFrame) -> Effect 
         many, one, sign = (a, b, 1) if len(b) == 1 else (b, a, -1)
         d = sign * (many["value"] - one["value"].iloc[0])
         how = f"t over {len(d)} seeds vs one model"
-        extra = paired_var(seed_mean(many.get("examples")), one["examples"].iloc[0] if "examples" in one else None)
+        extra = paired_var(seed_mean(many["examples"]), one["examples"].iloc[0])
         if math.isnan(extra):
             extra = one["var"].iloc[0]
         else:
